@@ -18,7 +18,9 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    IncompleteReadError,
     ReadTimeoutError,
+    ResponseStreamingError,
 )
 
 try:  # aiohttp's errors surface directly from aiobotocore's streaming bodies
@@ -103,6 +105,8 @@ def classify(error: BaseException) -> type[RetryableError] | type[PermanentError
             ConnectTimeoutError,
             ReadTimeoutError,
             ConnectionClosedError,
+            ResponseStreamingError,
+            IncompleteReadError,
             AiohttpClientError,
             ConnectionError,
             TimeoutError,

@@ -1,0 +1,31 @@
+# Two entry points do all set-up on a fresh machine:
+#   make demo   the whole flow on an embedded AWS emulator (sample emails in, links out)
+#   make test   type check and the whole test suite
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test local bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# One resolve for the worker, moto and aiobotocore, so botocore versions agree.
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sensormail local --send-sample all --once
+
+local: $(STAMP)
+	$(BIN)/sensormail local
+
+test: $(STAMP)
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

@@ -1,0 +1,94 @@
+"""Shared test helpers: put an email where SES would, read back what the emulator 'sent'."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import secrets
+from email.message import EmailMessage, Message
+from typing import Any
+
+import anyio
+
+from worker.events import S3ObjectRef
+from worker.local.emulator import Emulator, sent_emails
+from worker.local.provision import INCOMING_PREFIX, LocalResources
+
+
+async def put_incoming(aws: Any, resources: LocalResources, raw: bytes, message_id: str | None = None) -> S3ObjectRef:
+    """Store a raw email as the SES receipt rule would; returns the ref an S3 event would carry."""
+    message_id = message_id or secrets.token_hex(20)
+    key = INCOMING_PREFIX + message_id
+    put = await aws.s3.put_object(Bucket=resources.incoming_bucket, Key=key, Body=raw)
+    return S3ObjectRef(
+        bucket=resources.incoming_bucket,
+        key=key,
+        size=len(raw),
+        etag=str(put.get("ETag", "")).strip('"') or None,
+        version_id=None,
+        sequencer=None,
+        event_name="ObjectCreated:Put",
+    )
+
+
+def sent_to(emulator: Emulator, source: str | None = None, subject: str | None = None) -> list[EmailMessage]:
+    """Emails the emulator's SES accepted, parsed; filtered by the SES id of the email they came
+    from (`X-Sensormail-Source`, unique per test) and/or by subject."""
+    found = []
+    for item in sent_emails(emulator):
+        msg = email.message_from_string(item["raw"], policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        if source is not None and msg["X-Sensormail-Source"] != source:
+            continue
+        if subject is not None and msg["Subject"] != subject:
+            continue
+        found.append(msg)
+    return found
+
+
+async def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """Poll a sync or async predicate until it returns something truthy."""
+    with anyio.fail_after(timeout):
+        while True:
+            value = predicate()
+            if hasattr(value, "__await__"):
+                value = await value
+            if value:
+                return value
+            await anyio.sleep(interval)
+
+
+async def fallback_notices(aws: Any, resources: LocalResources) -> list[dict[str, Any]]:
+    response = await aws.sqs.receive_message(
+        QueueUrl=resources.fallback_inbox_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    )
+    return [json.loads(m["Body"]) for m in response.get("Messages", [])]
+
+
+def attachments_of(raw: bytes) -> dict[str, bytes]:
+    """The standard library's view of an email's attachments: filename -> decoded bytes."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    out: dict[str, bytes] = {}
+    for part in msg.walk():
+        if isinstance(part, Message) and part.get_filename():
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            out[str(part.get_filename())] = payload
+    return out
+
+
+def text_of(msg: EmailMessage) -> str:
+    body = msg.get_body(preferencelist=("plain",))
+    assert body is not None
+    content = body.get_content()
+    assert isinstance(content, str)
+    return content
+
+
+def html_of(msg: EmailMessage) -> str:
+    body = msg.get_body(preferencelist=("html",))
+    assert body is not None
+    content = body.get_content()
+    assert isinstance(content, str)
+    return content

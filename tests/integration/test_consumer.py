@@ -1,0 +1,144 @@
+"""The consumer against the emulator: S3 notification -> SQS -> worker -> settled message."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.helpers import put_incoming, sent_to, wait_for
+from worker.aws import Clients
+from worker.config import Limits, Settings
+from worker.consumer import serve
+from worker.local.emulator import Emulator
+from worker.local.provision import LocalResources
+from worker.pipeline import Outcome
+
+pytestmark = pytest.mark.anyio
+
+
+async def queue_depth(aws: Clients, url: str) -> int:
+    attrs = await aws.sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
+    a = attrs["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+
+
+async def run_until(settings: Settings, aws: Clients, done: Any, timeout: float = 30) -> list[Outcome]:
+    """Run the worker until `done(outcomes)` is true, then stop it as SIGTERM would."""
+    outcomes: list[Outcome] = []
+    stop = anyio.Event()
+
+    async def seen(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+
+    async def watch() -> None:
+        await wait_for(lambda: done(outcomes), timeout=timeout)
+        stop.set()
+
+    with anyio.fail_after(timeout + settings.drain_timeout_s + 5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await serve(settings, seen, clients=aws, stop=stop)
+    return outcomes
+
+
+async def test_s3_event_to_sent_email_and_deleted_message(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator, sample: Any
+) -> None:
+    ref = await put_incoming(aws, resources, sample("alarm-with-csv.eml"))
+
+    outcomes = await run_until(settings, aws, lambda seen: len(seen) >= 1)
+
+    assert [(o.kind, o.ref.key) for o in outcomes] == [("sent", ref.key)]
+    assert len(sent_to(emulator, ref.message_id)) == 1
+    assert await wait_for(lambda: _empty(aws, settings.queue_url))
+    assert await queue_depth(aws, resources.dlq_url) == 0
+
+
+async def _empty(aws: Clients, url: str) -> bool:
+    return await queue_depth(aws, url) == 0
+
+
+async def test_not_an_event_goes_to_the_dlq_with_its_reason(
+    settings: Settings, aws: Clients, resources: LocalResources
+) -> None:
+    await aws.sqs.send_message(QueueUrl=settings.queue_url, MessageBody="this is not json")
+
+    async def dlq_has_one() -> list[dict[str, Any]]:
+        r = await aws.sqs.receive_message(
+            QueueUrl=resources.dlq_url, MessageAttributeNames=["All"], WaitTimeSeconds=1
+        )
+        return list(r.get("Messages", []))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            stop = anyio.Event()
+            tg.start_soon(lambda: serve(settings, None, clients=aws, stop=stop))
+            [dead] = await wait_for(dlq_has_one)
+            stop.set()
+    assert dead["Body"] == "this is not json"
+    attrs = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert attrs["sensormail.error"] == "BadEvent"
+    assert "not JSON" in attrs["sensormail.reason"] or "JSON" in attrs["sensormail.reason"]
+    assert await queue_depth(aws, settings.queue_url) == 0
+
+
+async def test_malformed_email_goes_to_the_dlq_and_the_worker_keeps_running(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator, sample: Any
+) -> None:
+    tight = replace(settings, limits=Limits(max_header_bytes=1024))
+    bad = b"Subject: huge\r\nX-Filler: " + b"a" * 4000 + b"\r\n\r\nbody\r\n"
+    await put_incoming(aws, resources, bad)
+
+    async def dead() -> list[dict[str, Any]]:
+        r = await aws.sqs.receive_message(QueueUrl=resources.dlq_url, MessageAttributeNames=["All"])
+        return list(r.get("Messages", []))
+
+    with anyio.fail_after(40):
+        async with anyio.create_task_group() as tg:
+            stop = anyio.Event()
+            outcomes: list[Outcome] = []
+
+            async def seen(o: Outcome) -> None:
+                outcomes.append(o)
+
+            tg.start_soon(lambda: serve(tight, seen, clients=aws, stop=stop))
+            [message] = await wait_for(dead)
+            # the worker is still alive and handles the next email
+            await put_incoming(aws, resources, sample("no-recipients.eml"))
+            await wait_for(lambda: outcomes)
+            stop.set()
+    reason = message["MessageAttributes"]["sensormail.reason"]["StringValue"]
+    assert "header" in reason.lower() and "1024" in reason
+    assert json.loads(message["Body"])["Records"][0]["s3"]["object"]["key"].startswith("incoming")
+    assert outcomes[0].kind == "fallback"
+
+
+async def test_setup_notification_and_test_event_are_acknowledged_not_processed(
+    settings: Settings, aws: Clients, resources: LocalResources
+) -> None:
+    await aws.s3.put_object(
+        Bucket=resources.incoming_bucket, Key="incoming/AMAZON_SES_SETUP_NOTIFICATION", Body=b"setup"
+    )
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": resources.incoming_bucket}
+    await aws.sqs.send_message(QueueUrl=settings.queue_url, MessageBody=json.dumps(test_event))
+
+    outcomes: list[Outcome] = []
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            stop = anyio.Event()
+
+            async def seen(o: Outcome) -> None:
+                outcomes.append(o)
+
+            tg.start_soon(lambda: serve(settings, seen, clients=aws, stop=stop))
+            await wait_for(lambda: _empty(aws, settings.queue_url))
+            stop.set()
+    assert outcomes == []
+    assert await queue_depth(aws, resources.dlq_url) == 0

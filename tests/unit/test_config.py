@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from worker.config import DEFAULT_MARKER, Settings
+from worker.errors import ConfigError
+
+GOOD = {
+    "SENSORMAIL_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123/in",
+    "SENSORMAIL_ATTACHMENTS_BUCKET": "att",
+    "SENSORMAIL_SENDER": "alerts@example.com",
+    "SENSORMAIL_FALLBACK_TOPIC_ARN": "arn:aws:sns:eu-west-1:123:fallback",
+}
+
+
+def test_defaults() -> None:
+    s = Settings.from_env(GOOD)
+    assert s.recipient_marker == DEFAULT_MARKER
+    assert s.ses_api == "v2" and s.dlq_url is None and s.concurrency == 4
+    assert s.heartbeat_interval_s == s.visibility_timeout_s / 3
+
+
+@pytest.mark.parametrize("missing", sorted(GOOD))
+def test_missing_required_variable_is_named(missing: str) -> None:
+    env = {k: v for k, v in GOOD.items() if k != missing}
+    with pytest.raises(ConfigError, match=f"^{missing}: required"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expects"),
+    [
+        ("SENSORMAIL_LINK_EXPIRY_SECONDS", "700000", "from 1 to 604800"),
+        ("SENSORMAIL_LINK_EXPIRY_SECONDS", "soon", "whole number"),
+        ("SENSORMAIL_CONCURRENCY", "0", "from 1 to 256"),
+        ("SENSORMAIL_SES_API", "v3", "one of v1, v2"),
+        ("SENSORMAIL_RECIPIENT_MARKER", "a b", "no spaces"),
+        ("SENSORMAIL_PART_SIZE_BYTES", "1024", "from 5242880"),
+        ("SENSORMAIL_SENDER", "nobody", "email address"),
+        ("SENSORMAIL_FALLBACK_TOPIC_ARN", "fallback", "topic ARN"),
+    ],
+)
+def test_invalid_values_are_named_with_what_is_expected(name: str, value: str, expects: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**GOOD, name: value})
+    assert str(caught.value).startswith(name + ":") and expects in str(caught.value)
+
+
+def test_inspect_needs_no_aws_settings() -> None:
+    assert Settings.from_env({}, require_aws=False).queue_url == ""

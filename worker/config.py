@@ -1,0 +1,148 @@
+"""Settings: read once from the environment at start-up, validated, frozen.
+
+Every variable carries the `SENSORMAIL_` prefix; the AWS SDK's own variables (`AWS_REGION`,
+`AWS_ENDPOINT_URL`, credentials) keep their standard meaning and are read by botocore itself.
+A missing or invalid value raises ConfigError with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+from worker.errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_MARKER = ":Email_Rxers_Code:"
+MiB = 1024 * 1024
+# SigV4 pre-signed URLs are capped at 7 days by S3.
+MAX_LINK_EXPIRY_S = 7 * 24 * 3600
+# S3 multipart parts must be at least 5 MiB (except the last) and at most 5 GiB.
+MIN_PART_SIZE = 5 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one email may contain before it is refused as malformed."""
+
+    max_header_bytes: int = 256 * 1024
+    max_depth: int = 32
+    max_parts: int = 10_000
+    max_body_bytes: int = 1 * MiB  # a text or html body larger than this is also stored as a file
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    queue_url: str = ""
+    attachments_bucket: str = ""
+    sender: str = ""
+    fallback_topic_arn: str = ""
+    dlq_url: str | None = None
+    link_expiry_s: int = 3 * 24 * 3600
+    recipient_marker: str = DEFAULT_MARKER
+    concurrency: int = 4
+    ses_api: Literal["v1", "v2"] = "v2"
+    configuration_set: str | None = None
+    drain_timeout_s: float = 25.0
+    visibility_timeout_s: int = 60
+    wait_time_s: int = 20
+    read_chunk_bytes: int = 1 * MiB
+    part_size_bytes: int = 8 * MiB
+    attachments_prefix: str = "attachments/"
+    endpoint_url: str | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """Extend visibility when a third of it is left, so one late heartbeat is survivable."""
+        return self.visibility_timeout_s / 3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, require_aws: bool = True) -> Settings:
+        """Build and validate settings; `require_aws=False` for commands that touch no queue."""
+        r = _Reader(env)
+        d = cls()
+        lim = Limits()
+        required = r.required if require_aws else r.optional_str
+        settings = cls(
+            queue_url=required("SENSORMAIL_QUEUE_URL") or "",
+            attachments_bucket=required("SENSORMAIL_ATTACHMENTS_BUCKET") or "",
+            sender=required("SENSORMAIL_SENDER") or "",
+            fallback_topic_arn=required("SENSORMAIL_FALLBACK_TOPIC_ARN") or "",
+            dlq_url=r.optional_str("SENSORMAIL_DLQ_URL"),
+            link_expiry_s=r.integer("SENSORMAIL_LINK_EXPIRY_SECONDS", d.link_expiry_s, 1, MAX_LINK_EXPIRY_S),
+            recipient_marker=r.marker("SENSORMAIL_RECIPIENT_MARKER", DEFAULT_MARKER),
+            concurrency=r.integer("SENSORMAIL_CONCURRENCY", d.concurrency, 1, 256),
+            ses_api=r.choice("SENSORMAIL_SES_API", "v2", ("v1", "v2")),  # type: ignore[arg-type]
+            configuration_set=r.optional_str("SENSORMAIL_CONFIGURATION_SET"),
+            drain_timeout_s=float(r.integer("SENSORMAIL_DRAIN_SECONDS", int(d.drain_timeout_s), 0, 3600)),
+            visibility_timeout_s=r.integer("SENSORMAIL_VISIBILITY_SECONDS", d.visibility_timeout_s, 10, 12 * 3600),
+            wait_time_s=r.integer("SENSORMAIL_WAIT_SECONDS", d.wait_time_s, 0, 20),
+            read_chunk_bytes=r.integer("SENSORMAIL_READ_CHUNK_BYTES", d.read_chunk_bytes, 4096, 64 * MiB),
+            part_size_bytes=r.integer("SENSORMAIL_PART_SIZE_BYTES", d.part_size_bytes, MIN_PART_SIZE, 512 * MiB),
+            endpoint_url=r.optional_str("AWS_ENDPOINT_URL"),
+            limits=Limits(
+                max_header_bytes=r.integer("SENSORMAIL_MAX_HEADER_BYTES", lim.max_header_bytes, 1024, 64 * MiB),
+                max_depth=r.integer("SENSORMAIL_MAX_DEPTH", lim.max_depth, 1, 1000),
+                max_parts=r.integer("SENSORMAIL_MAX_PARTS", lim.max_parts, 1, 1_000_000),
+                max_body_bytes=r.integer("SENSORMAIL_MAX_BODY_BYTES", lim.max_body_bytes, 1024, 256 * MiB),
+            ),
+        )
+        if require_aws and "@" not in settings.sender:
+            raise ConfigError("SENSORMAIL_SENDER: expected an email address (a verified SES identity)")
+        if require_aws and not settings.fallback_topic_arn.startswith("arn:"):
+            raise ConfigError("SENSORMAIL_FALLBACK_TOPIC_ARN: expected an SNS topic ARN (arn:aws:sns:...)")
+        return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def optional_str(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional_str(name)
+        if value is None:
+            raise ConfigError(f"{name}: required but not set")
+        return value
+
+    def _parse(self, name: str, default: T, parse: Callable[[str], T], expects: str) -> T:
+        raw = self.optional_str(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected {expects}, got {raw!r}") from None
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        expects = f"a whole number from {low} to {high}"
+
+        def parse(raw: str) -> int:
+            value = int(raw)
+            if not low <= value <= high:
+                raise ValueError
+            return value
+
+        return self._parse(name, default, parse, expects)
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        def parse(raw: str) -> str:
+            if raw.lower() not in choices:
+                raise ValueError
+            return raw.lower()
+
+        return self._parse(name, default, parse, "one of " + ", ".join(choices))
+
+    def marker(self, name: str, default: str) -> str:
+        def parse(raw: str) -> str:
+            if len(raw) < 3 or any(c.isspace() or c == "@" for c in raw):
+                raise ValueError
+            return raw
+
+        return self._parse(name, default, parse, "at least 3 characters, no spaces or '@'")

@@ -1,0 +1,257 @@
+"""The SQS loop: receive what we can run, heartbeat, settle each message by its outcome, drain.
+
+A message is settled only once its outcome is known:
+- every email in it sent, or handed to the fallback topic, or the event ignored -> delete;
+- transient failure -> leave it; its visibility is set to a backoff so SQS redelivers it later;
+- permanent failure -> copy to the DLQ with the reason as attributes, then delete (without a
+  DLQ configured, it is left for the queue's redrive policy);
+- cancelled (drain deadline passed) -> handed back at once (visibility 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from worker.aws import Clients, open_clients
+from worker.config import Settings
+from worker.errors import PermanentError, RetryableError, classify, describe
+from worker.events import Ignored, S3ObjectRef, decode_body
+from worker.pipeline import Outcome, Pipeline
+
+logger = logging.getLogger(__name__)
+
+# SQS counts visibility from the first receive and refuses to extend past 12 hours.
+SQS_MAX_VISIBILITY_S = 12 * 3600
+MAX_BACKOFF_S = 15 * 60
+
+OutcomeHook = Callable[[Outcome], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Held:
+    """One received SQS message while we hold it."""
+
+    message_id: str
+    receipt: str
+    body: str
+    receive_count: int
+    received_at: float
+
+
+class Consumer:
+    def __init__(self, settings: Settings, aws: Clients, on_outcome: OutcomeHook | None = None) -> None:
+        self.settings = settings
+        self.aws = aws
+        self.pipeline = Pipeline(settings, aws)
+        self.on_outcome = on_outcome
+        self.slots = anyio.Semaphore(settings.concurrency)
+
+    async def poll(self, handlers: TaskGroup) -> None:
+        """Receive forever, never more messages than free slots; cancel the scope to stop."""
+        failures = 0
+        while True:
+            await self.slots.acquire()
+            free = 1
+            while free < min(10, self.settings.concurrency) and self.slots.value > 0:
+                await self.slots.acquire()
+                free += 1
+            try:
+                messages = await self._receive(free)
+                failures = 0
+            except Exception as error:
+                for _ in range(free):
+                    self.slots.release()
+                failures += 1
+                delay = min(20.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0)
+                logger.warning(
+                    "receive failed; retrying", extra={"error": describe(error), "retry_in_s": round(delay, 1)}
+                )
+                await anyio.sleep(delay)
+                continue
+            # Start the handlers before any other await: a cancellation now must not strand them.
+            for raw in messages:
+                handlers.start_soon(self._handle, _held(raw))
+            for _ in range(free - len(messages)):
+                self.slots.release()
+
+    async def _receive(self, count: int) -> list[dict[str, Any]]:
+        response = await self.aws.sqs.receive_message(
+            QueueUrl=self.settings.queue_url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=self.settings.wait_time_s,
+            VisibilityTimeout=self.settings.visibility_timeout_s,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return list(response.get("Messages", []))
+
+    async def _handle(self, held: _Held) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeat, held)
+                try:
+                    await self._process(held)
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            self.slots.release()
+
+    async def _process(self, held: _Held) -> None:
+        started = time.perf_counter()
+        log: dict[str, Any] = {"sqs_message_id": held.message_id, "receive_count": held.receive_count}
+        try:
+            items = decode_body(held.body)
+            for item in items:
+                if isinstance(item, Ignored):
+                    logger.info("event ignored", extra={**log, "reason": item.reason})
+                    continue
+                await self._process_email(item, log)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self._release(held, 0)
+                logger.warning("handed back on shutdown", extra=log)
+            raise
+        except Exception as error:
+            kind = classify(error)
+            reason = describe(error)
+            if kind is RetryableError:
+                delay = _backoff(held.receive_count)
+                logger.warning("transient failure; will retry", extra={**log, "error": reason, "retry_in_s": delay})
+                await self._release(held, delay)
+            else:
+                await self._dead_letter(held, error, reason, log)
+            return
+        finally:
+            log["duration_s"] = round(time.perf_counter() - started, 3)
+        await self.aws.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=held.receipt)
+
+    async def _process_email(self, ref: S3ObjectRef, log: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        line = {**log, "s3_key": ref.key, "s3_bucket": ref.bucket}
+        try:
+            outcome = await self.pipeline.process(ref)
+        except Exception as error:
+            kind = "retry" if classify(error) is RetryableError else "failed"
+            logger.info(
+                "email processed",
+                extra={**line, "outcome": kind, "error": describe(error),
+                       "duration_s": round(time.perf_counter() - started, 3)},
+            )
+            raise
+        logger.info(
+            "email processed",
+            extra={
+                **line,
+                "outcome": outcome.kind,
+                "duration_s": round(time.perf_counter() - started, 3),
+                "bytes": outcome.size,
+                "attachments": len(outcome.attachments),
+                "recipients": len(outcome.recipients),
+                "reason": outcome.reason,
+            },
+        )
+        if self.on_outcome is not None:
+            await self.on_outcome(outcome)
+
+    async def _heartbeat(self, held: _Held) -> None:
+        """Keep the message invisible while we work, in short steps, never past SQS's 12 h cap."""
+        step = self.settings.visibility_timeout_s
+        while True:
+            await anyio.sleep(self.settings.heartbeat_interval_s)
+            held_for = time.monotonic() - held.received_at
+            extension = min(step, int(SQS_MAX_VISIBILITY_S - held_for - 60))
+            if extension <= 0:
+                logger.warning("visibility cap reached; SQS will redeliver", extra={"sqs_message_id": held.message_id})
+                return
+            try:
+                await self._release(held, extension)
+            except Exception as error:
+                logger.warning("heartbeat failed", extra={"sqs_message_id": held.message_id, "error": describe(error)})
+
+    async def _release(self, held: _Held, visibility_s: int) -> None:
+        await self.aws.sqs.change_message_visibility(
+            QueueUrl=self.settings.queue_url, ReceiptHandle=held.receipt, VisibilityTimeout=visibility_s
+        )
+
+    async def _dead_letter(self, held: _Held, error: Exception, reason: str, log: dict[str, Any]) -> None:
+        if self.settings.dlq_url is None:
+            logger.error("permanent failure; left for the redrive policy", extra={**log, "error": reason})
+            await self._release(held, _backoff(held.receive_count))
+            return
+        attributes = {
+            "sensormail.reason": reason[:1000],
+            "sensormail.error": type(error).__name__,
+            "sensormail.source_message_id": held.message_id,
+            "sensormail.receive_count": str(held.receive_count),
+        }
+        await self.aws.sqs.send_message(
+            QueueUrl=self.settings.dlq_url,
+            MessageBody=held.body,
+            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+        )
+        await self.aws.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=held.receipt)
+        logger.error("permanent failure; moved to the DLQ", extra={**log, "error": reason})
+
+
+def _held(raw: dict[str, Any]) -> _Held:
+    attrs = raw.get("Attributes", {})
+    return _Held(
+        message_id=str(raw.get("MessageId", "")),
+        receipt=str(raw["ReceiptHandle"]),
+        body=str(raw.get("Body", "")),
+        receive_count=int(attrs.get("ApproximateReceiveCount", "1")),
+        received_at=time.monotonic(),
+    )
+
+
+def _backoff(receive_count: int) -> int:
+    """Seconds before SQS shows a failed message again: 10 s, 20 s, 40 s ... up to 15 min, jittered."""
+    base = min(MAX_BACKOFF_S, 10 * 2 ** max(0, receive_count - 1))
+    return int(base * random.uniform(0.5, 1.0)) or 1
+
+
+async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            logger.info("stopping: no new messages", extra={"signal": signal.Signals(signum).name})
+            scope.cancel()
+            return
+
+
+async def _cancel_on_event(scope: anyio.CancelScope, event: anyio.Event) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+async def serve(
+    settings: Settings,
+    on_outcome: OutcomeHook | None = None,
+    *,
+    clients: Clients | None = None,
+    stop: anyio.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then drain within drain_timeout_s and return."""
+    if clients is None:
+        async with open_clients(settings) as aws:
+            await serve(settings, on_outcome, clients=aws, stop=stop)
+        return
+    consumer = Consumer(settings, clients, on_outcome)
+    logger.info("worker started", extra={"queue_url": settings.queue_url, "concurrency": settings.concurrency})
+    async with anyio.create_task_group() as root:
+        async with anyio.create_task_group() as handlers:
+            with anyio.CancelScope() as polling:
+                root.start_soon(_cancel_on_signal, polling)
+                if stop is not None:
+                    root.start_soon(_cancel_on_event, polling, stop)
+                await consumer.poll(handlers)
+            handlers.cancel_scope.deadline = anyio.current_time() + settings.drain_timeout_s
+        root.cancel_scope.cancel()
+    logger.info("worker stopped")

@@ -1,0 +1,148 @@
+"""`sensormail local`: emulator, resources, SMTP stand-in and worker in one process.
+
+It prints where to send mail and one readable block per email the worker handled: who it went
+to (or why it went to the fallback topic), and each attachment's link, fetched once to show it
+downloads the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import smtplib
+import sys
+from collections.abc import MutableMapping
+from importlib import resources as package_files
+from pathlib import Path
+
+import aiohttp
+import anyio
+
+from worker.aws import open_clients
+from worker.compose import human_size
+from worker.config import Settings
+from worker.consumer import serve
+from worker.local.emulator import start_emulator
+from worker.local.provision import INCOMING_PREFIX, provision
+from worker.local.smtp import start_smtp
+from worker.pipeline import Outcome
+
+DEFAULT_INTAKE = "intake-7f3k@mail.example.com"
+SAMPLES = ("alarm-with-csv.eml", "html-two-images.eml", "no-recipients.eml")
+ONCE_TIMEOUT_S = 120
+
+
+def sample_paths(which: str) -> list[Path]:
+    folder = package_files.files("worker.local") / "samples"
+    names = SAMPLES if which == "all" else (which if which.endswith(".eml") else which + ".eml",)
+    return [Path(str(folder / name)) for name in names]
+
+
+def _out(line: str = "") -> None:
+    print(line, flush=True)
+
+
+async def _check_link(http: aiohttp.ClientSession, url: str, sha256: str) -> str:
+    try:
+        async with http.get(url) as response:
+            if response.status != 200:
+                return f"download failed: HTTP {response.status}"
+            digest = hashlib.sha256()
+            async for chunk in response.content.iter_chunked(1 << 20):
+                digest.update(chunk)
+    except aiohttp.ClientError as error:
+        return f"download failed: {error}"
+    return "downloaded, SHA-256 matches" if digest.hexdigest() == sha256 else "downloaded, SHA-256 DIFFERS"
+
+
+async def _show(outcome: Outcome, http: aiohttp.ClientSession) -> None:
+    """One block per email, printed at once so concurrent emails never interleave."""
+    checks = [
+        await _check_link(http, a.stored.url, a.sha256) if a.stored.url else "not stored"
+        for a in outcome.attachments
+    ]
+    if outcome.kind == "sent":
+        lines = [f'SENT      "{outcome.subject}" from {outcome.sender}', f"          to {', '.join(outcome.recipients)}"]
+    else:
+        lines = [
+            f'FALLBACK  "{outcome.subject}" from {outcome.sender}',
+            f"          reason: {outcome.reason}; notice published to the fallback topic",
+        ]
+    if outcome.rejected:
+        lines.append(f"          dropped invalid recipients: {', '.join(outcome.rejected)}")
+    for a, check in zip(outcome.attachments, checks):
+        lines.append(f"          {a.filename} ({human_size(a.size)}, {a.content_type}) [{check}]")
+        lines.append(f"            {a.stored.url}")
+    _out("\n".join(lines) + "\n")
+
+
+def _send_over_smtp(port: int, intake: str, path: Path) -> None:
+    # SMTP lines end in CRLF; .eml files on disk often use LF (smtplib fixes str, not bytes).
+    data = re.sub(rb"\r?\n", b"\r\n", path.read_bytes())
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.sendmail("station7@devices.example.com", [intake], data)
+
+
+async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    to_send: list[Path] = list(args.send)
+    if args.send_sample:
+        to_send[:0] = sample_paths(args.send_sample)
+    for path in to_send:
+        if not path.is_file():
+            print(f"sensormail: no such file: {path}", file=sys.stderr)
+            return 2
+    intake = env.get("SENSORMAIL_LOCAL_INTAKE", DEFAULT_INTAKE)
+
+    with start_emulator(os.environ if env is os.environ else env, args.backend) as emulator:
+        resources = await provision()
+        overrides = dict(resources.worker_env())
+        if not emulator.has_sesv2:
+            overrides["SENSORMAIL_SES_API"] = "v1"
+        settings = Settings.from_env({**env, **overrides})
+        async with open_clients(settings) as aws, aiohttp.ClientSession() as http:
+            # SES writes this object when the receipt rule is created; the worker must skip it.
+            await aws.s3.put_object(
+                Bucket=resources.incoming_bucket, Key=INCOMING_PREFIX + "AMAZON_SES_SETUP_NOTIFICATION", Body=b""
+            )
+            smtp = await start_smtp(aws.s3, resources.incoming_bucket, intake, args.smtp_port)
+            _out(f"sensormail local: AWS emulator ({emulator.kind}) at {emulator.url}")
+            _out(f"  send mail to {intake} via SMTP 127.0.0.1:{smtp.port} (the SES inbound stand-in)")
+            _out("  worker settings (for `docker run -e ...` against this emulator):")
+            for name, value in {**overrides, "AWS_ENDPOINT_URL": emulator.url}.items():
+                _out(f"    {name}={value}")
+            _out()
+
+            done = anyio.Event()
+            handled: list[Outcome] = []
+            expected = len(to_send)
+            failed = False
+
+            async def on_outcome(outcome: Outcome) -> None:
+                handled.append(outcome)
+                await _show(outcome, http)
+                if args.once and len(handled) >= expected:
+                    done.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: serve(settings, on_outcome, clients=aws, stop=done))
+                for path in to_send:
+                    _out(f"sending {path.name} over SMTP ...")
+                    try:
+                        await anyio.to_thread.run_sync(_send_over_smtp, smtp.port, intake, path)
+                    except (smtplib.SMTPException, OSError) as error:
+                        print(f"sensormail: {path.name} was refused: {error}", file=sys.stderr)
+                        expected -= 1
+                        failed = True
+                if args.once and len(handled) >= expected:
+                    done.set()
+                if args.once:
+                    with anyio.move_on_after(ONCE_TIMEOUT_S) as waited:
+                        await done.wait()
+                    if waited.cancelled_caught:
+                        failed = True
+                        print(f"sensormail: only {len(handled)} of {expected} emails handled in time", file=sys.stderr)
+                        done.set()
+            await smtp.close()
+    return 1 if failed else 0

@@ -1,0 +1,514 @@
+"""Streaming MIME parser: raw email bytes in, header and decoded body events out, no I/O.
+
+The standard library's parser holds the whole message in memory; this one keeps the header block
+being read, a few bytes of look-behind and the decoders' carries, so a 500 MB attachment streams
+in a few MiB. It reads MIME as ``email.feedparser`` does, and the tests use the standard library
+as the oracle: a delimiter line is ``--boundary``, optionally ``--``, then only blanks; outer
+boundaries end inner multiparts; the line break before a delimiter line belongs to it.
+
+The state machine (``_mode``); every transition happens at a line start:
+
+- HEADERS  a header block (the root's or a child's), line by line, up to a blank line, a line
+           that is no header, a delimiter line of an enclosing multipart, or EOF.
+- BODY     a leaf's body: ``bytes.find`` looks for ``\\n--``; everything before a candidate that
+           is not a delimiter line is decoded and emitted in one slice.
+- PARTS    a multipart's own loop: skips its preamble (or a child's epilogue) up to a delimiter
+           line: a separator leads to SKIP; the close delimiter or an outer one ends the multipart
+           and returns to the enclosing one's PARTS (or DONE, the rest being discarded).
+- SKIP     after a separator, repeated delimiter lines are skipped (as feedparser does), then
+           HEADERS for the next child.
+
+Chosen differences from the standard library: a lone CR ends a line only in header blocks;
+message/* parts are leaves holding the encapsulated message's bytes (transfer encoding removed,
+where feedparser would parse them); Content-Transfer-Encoding is stripped of blanks, and
+x-uuencode is passed through; base64 with one dangling character loses it (the standard library
+returns the undecoded text then); a quoted-printable ``=`` + lone CR in a line over 64 KiB, or over
+1 KiB of blanks after ``--boundary``, is read differently; a multipart with no delimiter line in
+its first MiB raises MalformedEmail (the standard library makes it a leaf holding its preamble,
+and so does this parser below that size).
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from email.header import Header, decode_header, make_header
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32, default
+from typing import Any, Final
+
+import pybase64
+
+from worker.errors import MalformedEmail
+
+
+@dataclass(frozen=True, slots=True)
+class PartHeader:
+    index: int  # 0-based among leaf parts, in order of appearance
+    path: tuple[int, ...]  # () for a single-part message; (0, 1): 2nd child of the root's 1st child
+    content_type: str  # as Message.get_content_type() gives it
+    charset: str | None
+    disposition: str | None
+    filename: str | None  # as policy.default's get_filename() gives it
+    content_id: str | None
+    transfer_encoding: str  # lowercased, "7bit" when absent
+    headers: Message  # this part's own headers (compat32)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHeaders:  # always the first event
+    headers: Message
+
+
+@dataclass(frozen=True, slots=True)
+class PartStart:
+    part: PartHeader
+
+
+@dataclass(frozen=True, slots=True)
+class PartData:  # the current leaf's data, transfer encoding removed
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartEnd:
+    part: PartHeader
+
+
+Event = MessageHeaders | PartStart | PartData | PartEnd
+
+_HEADERS, _BODY, _PARTS, _SKIP, _DONE = range(5)
+_HEADER_RE: Final = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")  # feedparser.headerRE
+_FOLD_RE: Final = re.compile(r"\r?\n(?=[ \t])")
+_LINEBREAK_RE: Final = re.compile(r"[\r\n]")
+_B64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_B64_JUNK: Final = bytes(sorted(set(range(256)) - set(_B64_ALPHABET)))
+_MAX_BLANKS: Final = 1024  # after "--boundary"; beyond this the line is content
+_MAX_PREAMBLE: Final = 1 << 20  # kept in case the multipart never shows a delimiter line
+_QP_MAX_WAIT: Final = 1 << 16  # longest line held back for a quoted-printable "=\r"
+
+_Delim = tuple[int, bool, int]  # (level in the multipart stack, is the close delimiter, line end)
+_NEED: Final[_Delim] = (-1, False, -1)  # cannot tell before more input arrives
+
+
+class _Decoder:
+    """Transfer-encoding removal for one leaf; 7bit, 8bit, binary and unknown pass through."""
+
+    def feed(self, raw: bytes | bytearray) -> bytes:
+        return bytes(raw)
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Base64(_Decoder):
+    """Decodes slices to what binascii's lenient decoder gives for the whole body (feedparser's
+    fallback): bytes outside the alphabet are ignored, and a completed padding ends the data."""
+
+    def __init__(self) -> None:
+        self._quad = b""  # characters of an incomplete 4-character group
+        self._pad = False  # the last slice ended in a '=' after 2 characters of a group
+        self._done = False
+
+    def feed(self, raw: bytes | bytearray) -> bytes:
+        if self._done:
+            return b""
+        clean = raw.translate(None, _B64_JUNK)
+        if b"=" in clean:
+            clean = self._unpad(clean)
+        elif clean:
+            self._pad = False
+        out, i = [], 0
+        if self._quad:
+            i = min(4 - len(self._quad), len(clean))
+            self._quad += clean[:i]
+            if len(self._quad) == 4:
+                out.append(binascii.a2b_base64(self._quad))
+                self._quad = b""
+        if not self._quad:
+            whole = i + ((len(clean) - i) & ~3)
+            try:
+                out.append(pybase64.b64decode(memoryview(clean)[i:whole], validate=True))
+            except ValueError:  # binascii.Error; not expected on a cleaned slice
+                out.append(binascii.a2b_base64(memoryview(clean)[i:whole]))
+            self._quad = bytes(clean[whole:])
+        if self._done:
+            out.append(self.flush())
+        return b"".join(out)
+
+    def _unpad(self, clean: bytes | bytearray) -> bytes | bytearray:
+        """`clean` less the '=' that binascii ignores, cut where a completed padding ends the data."""
+        seen, at = 0, clean.find(b"=")
+        while at >= 0:
+            group = (len(self._quad) + at - seen) % 4  # position in its group, as '=' do not count
+            if group == 3 or (group == 2 and (clean[at - 1] == 0x3D if at else self._pad)):
+                self._done = True
+                return clean[:at].replace(b"=", b"")
+            seen, at = seen + 1, clean.find(b"=", at + 1)
+        self._pad = clean[-1] == 0x3D and (len(self._quad) + len(clean) - seen) % 4 == 2
+        return clean.replace(b"=", b"")
+
+    def flush(self) -> bytes:  # pads a group of 2 or 3 as email._encoded_words.decode_b does
+        quad, self._quad = self._quad, b""
+        return binascii.a2b_base64(quad + b"==") if len(quad) >= 2 else b""
+
+
+class _QuotedPrintable(_Decoder):
+    def __init__(self) -> None:
+        self._carry = b""
+
+    def feed(self, raw: bytes | bytearray) -> bytes:
+        data = self._carry + raw
+        cut = len(data)  # the longest prefix a2b_qp decodes as it would inside the whole body
+        line = data.rfind(b"\n") + 1
+        if data.find(b"=\r", line) >= 0 and cut - line <= _QP_MAX_WAIT:
+            cut = line  # a2b_qp drops everything from "=\r" to the next LF: wait for it
+        elif (eq := data.rfind(b"=", max(0, cut - 2))) >= 0:
+            run = eq + 1 - len(data[: eq + 1].rstrip(b"="))  # "==" decodes to "=": pairs are safe
+            cut = cut if run % 2 == 0 else eq
+        self._carry = data[cut:]
+        return binascii.a2b_qp(data[:cut])
+
+    def flush(self) -> bytes:
+        carry, self._carry = self._carry, b""
+        return binascii.a2b_qp(carry)
+
+
+def _eol_start(data: bytes | bytearray, start: int, end: int) -> int:
+    """`end` less one trailing CRLF, LF or CR within data[start:end]."""
+    if end > start and data[end - 1] in (0x0A, 0x0D):
+        end -= 2 if end - 1 > start and data[end - 2 : end] == b"\r\n" else 1
+    return end
+
+
+def _chunk_text(chunk: bytes | str, charset: str | None) -> str:
+    if isinstance(chunk, str):
+        return chunk
+    try:  # no charset: decode_header's raw-unicode-escape; unknown-8bit: UTF-8, as policy.default
+        return chunk.decode(charset or "raw-unicode-escape", "replace")
+    except LookupError:
+        return chunk.decode("utf-8", "replace")
+
+
+def decode_header_value(value: str | Header | None) -> str:
+    """A header value with folds undone and RFC 2047 encoded words decoded; never raises.
+    Raw 8-bit bytes (compat32 gives them as an unknown-8bit Header) are read as UTF-8."""
+    text = ""
+    try:
+        if isinstance(value, Header):
+            value = "".join(_chunk_text(chunk, charset) for chunk, charset in decode_header(value))
+        text = _FOLD_RE.sub("", value or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        chunks = decode_header(text)
+    except Exception:  # lone surrogates, an encoded word that is not base64: as it is
+        return text or str(value or "")
+    try:
+        return str(make_header(chunks))
+    except Exception:  # an unknown charset or bad bytes: decode what can be decoded
+        return "".join(_chunk_text(chunk, charset) for chunk, charset in chunks)
+
+
+def _filename(msg: Message) -> str | None:
+    """policy.default's get_filename(): the same lookup, on its parsed (decoded) header values."""
+    probe = Message()
+    for name, value in msg.raw_items():
+        if name.lower() in ("content-disposition", "content-type") and "name" in value.lower():
+            value = _LINEBREAK_RE.sub("", value)
+            try:
+                probe[name] = str(default.header_factory(name, value))
+            except Exception:  # the modern header parser gave up: decode it ourselves
+                probe[name] = decode_header_value(value)
+    return probe.get_filename()
+
+
+def _boundary(msg: Message) -> bytes | None:
+    """The boundary as bytes; None when absent or when it could never match a line."""
+    boundary = msg.get_boundary()
+    if boundary is None:
+        return None
+    try:
+        raw = boundary.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+    return None if b"\r" in raw or b"\n" in raw else raw
+
+
+@dataclass(slots=True)
+class _Multipart:
+    boundary: bytes
+    path: tuple[int, ...]
+    headers: Message
+    digest: bool
+    children: int = 0
+    started: bool = False  # its first delimiter line has been seen
+    preamble: bytearray | None = field(default_factory=bytearray)  # None once over _MAX_PREAMBLE
+
+
+class MimeParser:
+    """Push parser: ``feed`` the raw email in chunks of any size, then ``close``; each call returns
+    the events its input completed. Memory is bounded by the limits, not by the email's size."""
+
+    def __init__(self, *, max_header_bytes: int = 256 * 1024, max_depth: int = 32, max_parts: int = 10_000) -> None:
+        self._limits = (max_header_bytes, max_depth, max_parts)
+        self._buf = bytearray()  # input not consumed yet, kept between calls
+        self._data: bytes | bytearray = b""  # the input being processed: _buf, or a chunk as is
+        self._pos = 0  # first unconsumed byte of _data
+        self._hstart = self._hlast = self._hlines = 0  # header block: start, last line, lines
+        self._stack: list[_Multipart] = []
+        self._bounds: tuple[tuple[int, bytes], ...] = ()  # (level, boundary) in matching order
+        self._line_start = True  # _pos is a line start not yet matched against _bounds
+        self._mode, self._root_seen = _HEADERS, False
+        self._path: tuple[int, ...] = ()  # of the entity whose header block is being read
+        self._leaf: PartHeader | None = None
+        self._decoder, self._strip = _Decoder(), False  # strip: lose the last line break at the end
+        self._leaves, self._events, self._closed = 0, list[Event](), False
+        self._handlers = (self._headers, self._body, self._parts, self._skip)
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        if self._closed:
+            raise ValueError("MimeParser.feed() after close()")
+        if self._buf:
+            self._buf += chunk
+        self._data = self._buf if self._buf else chunk
+        return self._run(final=False)
+
+    def close(self) -> list[Event]:
+        if self._closed:
+            return []
+        self._closed, self._data = True, self._buf
+        return self._run(final=True)
+
+    def _run(self, final: bool) -> list[Event]:
+        while self._mode != _DONE and self._handlers[self._mode](final):
+            pass
+        data = self._data
+        keep = len(data) if self._mode == _DONE else self._hstart if self._mode == _HEADERS else self._pos
+        if data is self._buf:
+            del self._buf[:keep]
+        else:
+            self._buf = bytearray(memoryview(data)[keep:])
+        self._pos, self._hstart, self._hlast = self._pos - keep, self._hstart - keep, self._hlast - keep
+        self._data, events, self._events = b"", self._events, []
+        return events
+
+    def _set_mode(self, mode: int) -> None:
+        self._mode, self._line_start = mode, True
+        levels = [(level, part.boundary) for level, part in enumerate(self._stack)]
+        # a multipart's own loop checks the outer boundaries first; inside a child, innermost first
+        self._bounds = tuple(levels[-2::-1] + levels[-1:] if mode in (_PARTS, _SKIP) else reversed(levels))
+
+    def _match(self, ls: int, final: bool) -> _Delim | None:
+        """Is the line starting at `ls` a delimiter line of one of _bounds?"""
+        data, p = self._data, ls + 2
+        n = len(data)
+        if not data.startswith(b"--", ls):
+            return _NEED if not final and n < p and b"--".startswith(data[ls:]) else None
+        for level, boundary in self._bounds:
+            if not data.startswith(boundary, p):
+                if not final and n - p < len(boundary) and boundary.startswith(data[p:]):
+                    return _NEED
+                continue
+            q = p + len(boundary)
+            close = data.startswith(b"--", q)
+            if close:
+                q += 2
+            elif not final and q == n - 1 and data[q] == 0x2D:
+                return _NEED
+            blanks = q
+            while q < n and data[q] in (0x20, 0x09) and q - blanks <= _MAX_BLANKS:
+                q += 1
+            if q - blanks > _MAX_BLANKS:
+                continue
+            if q == n or (data[q] == 0x0D and q + 1 == n):
+                return (level, close, n) if final else _NEED
+            if data[q] in (0x0A, 0x0D):
+                return level, close, q + 2 if data[q : q + 2] == b"\r\n" else q + 1
+        return None
+
+    def _scan(self, final: bool) -> tuple[int, _Delim | None]:
+        """The next delimiter line from _pos: (its start, match); or, when there is none yet,
+        (how far the bytes are known to be content, None)."""
+        data, pos = self._data, self._pos
+        if self._line_start:
+            if (found := self._match(pos, final)) is _NEED or found is not None:
+                return pos, None if found is _NEED else found
+            self._line_start = False
+        i = pos
+        while (j := data.find(b"\n--", i)) >= 0:
+            if (found := self._match(j + 1, final)) is _NEED:  # hold the line break: it belongs to it
+                return (j - 1 if j > pos and data[j - 1] == 0x0D else j), None
+            if found is not None:
+                return j + 1, found
+            i = j + 1
+        n = hold = len(data)
+        if final or n == pos:
+            return n, None
+        if data[n - 1] in (0x0A, 0x0D):  # hold back what could begin "\r\n--"
+            hold = n - 1
+        elif data[n - 1] == 0x2D and n - 2 >= pos and data[n - 2] == 0x0A:
+            hold = n - 2
+        return (hold - 1 if pos < hold < n and data[hold - 1 : hold + 1] == b"\r\n" else hold), None
+
+    def _headers(self, final: bool) -> bool:
+        data = self._data
+        while True:
+            ls = self._pos
+            if self._bounds and (found := self._match(ls, final)) is not None:
+                if found is _NEED:
+                    break
+                return self._end_headers(ls, ls)
+            nl = data.find(b"\n", ls)
+            cr = data.find(b"\r", ls, len(data) if nl < 0 else nl)  # a lone CR ends a line too
+            if cr >= 0 and cr + 1 < len(data):
+                le = cr + 2 if data[cr + 1] == 0x0A else cr + 1
+            elif cr < 0 and nl >= 0:
+                le = nl + 1
+            elif final:
+                le = len(data)
+            else:
+                break
+            if le == ls or data[ls] in b"\r\n":  # EOF, or the blank line ending the block
+                return self._end_headers(ls, le)
+            if not _HEADER_RE.match(data, ls, le):  # no header: the body's first line
+                return self._end_headers(ls, ls)
+            self._hlast, self._hlines, self._pos = ls, self._hlines + 1, le
+            self._check_header_size(le)
+        self._check_header_size(len(data))
+        return False
+
+    def _check_header_size(self, end: int) -> None:
+        if end - self._hstart > self._limits[0]:
+            raise MalformedEmail(f"a header block is larger than max_header_bytes={self._limits[0]}")
+
+    def _end_headers(self, block_end: int, body_start: int) -> bool:
+        data = self._data
+        if self._hlines > 1 and data.startswith(b"From ", self._hlast):
+            # feedparser pushes a trailing "From " line back: it becomes the body's first line
+            if body_start > block_end:
+                self._data = data[:block_end] + data[body_start:]
+            body_start = self._hlast
+        parent = self._stack[-1] if self._stack else None
+        try:  # the standard library reading untrusted header text
+            msg = BytesHeaderParser(policy=compat32).parsebytes(bytes(data[self._hstart : block_end]))
+            if parent is not None and parent.digest:
+                msg.set_default_type("message/rfc822")
+            ctype = msg.get_content_type()
+            boundary = _boundary(msg) if ctype.startswith("multipart/") else None
+        except Exception as exc:
+            raise MalformedEmail(f"unreadable MIME headers: {exc}") from exc
+        if not self._root_seen:
+            self._root_seen = True
+            self._events.append(MessageHeaders(msg))
+        self._pos = body_start
+        if boundary is None:
+            self._start_leaf(msg, self._path, strip=parent is not None and not ctype.startswith("multipart/"))
+            self._set_mode(_BODY)
+            return True
+        if len(self._stack) >= self._limits[1]:
+            raise MalformedEmail(f"multipart nesting is deeper than max_depth={self._limits[1]}")
+        self._stack.append(_Multipart(boundary, self._path, msg, ctype == "multipart/digest"))
+        self._set_mode(_PARTS)
+        return True
+
+    def _start_leaf(self, msg: Message, path: tuple[int, ...], strip: bool) -> None:
+        if self._leaves >= self._limits[2]:
+            raise MalformedEmail(f"the email has more than max_parts={self._limits[2]} parts")
+        try:
+            cid: Any = msg.get("content-id")
+            part = PartHeader(
+                index=self._leaves,
+                path=path,
+                content_type=msg.get_content_type(),
+                charset=msg.get_content_charset(),
+                disposition=msg.get_content_disposition(),
+                filename=_filename(msg),
+                content_id=None if cid is None else str(cid).strip(),
+                transfer_encoding=str(msg.get("content-transfer-encoding", "")).strip().lower() or "7bit",
+                headers=msg,
+            )
+        except Exception as exc:
+            raise MalformedEmail(f"unreadable MIME headers: {exc}") from exc
+        self._leaves, self._leaf, self._strip = self._leaves + 1, part, strip
+        decoders = {"base64": _Base64, "quoted-printable": _QuotedPrintable}
+        self._decoder = decoders.get(part.transfer_encoding, _Decoder)()
+        self._events.append(PartStart(part))
+
+    def _emit(self, raw: bytes | bytearray) -> None:
+        if raw and (out := self._decoder.feed(raw)):
+            self._events.append(PartData(out))
+
+    def _end_leaf(self) -> None:
+        assert self._leaf is not None
+        if out := self._decoder.flush():
+            self._events.append(PartData(out))
+        self._events.append(PartEnd(self._leaf))
+        self._leaf = None
+
+    def _body(self, final: bool) -> bool:
+        data = self._data
+        end, found = self._scan(final) if self._bounds else (len(data), None)
+        ended = found is not None or final
+        self._emit(data[self._pos : _eol_start(data, self._pos, end) if ended and self._strip else end])
+        self._pos = end
+        if ended:
+            self._end_leaf()
+            self._set_mode(_PARTS if self._stack else _DONE)
+        return ended
+
+    def _parts(self, final: bool) -> bool:
+        top = self._stack[-1]
+        end, found = self._scan(final)
+        if not top.started and top.preamble is not None and end > self._pos:
+            if len(top.preamble) + end - self._pos > _MAX_PREAMBLE:
+                top.preamble = None
+            else:
+                top.preamble += self._data[self._pos : end]
+        self._pos = end
+        if found is None:
+            if final:
+                self._pop()
+            return final
+        level, close, line_end = found
+        if level != len(self._stack) - 1:  # an outer delimiter: this multipart ends unclosed
+            self._pop()
+        elif close:  # the epilogue is left to the enclosing multipart's loop, which skips it
+            self._pos = line_end
+            self._pop()
+        else:
+            self._pos, top.started, top.preamble = line_end, True, None
+            self._set_mode(_SKIP)
+        return True
+
+    def _pop(self) -> None:
+        top = self._stack.pop()
+        if not top.started:  # no delimiter line: feedparser makes it a leaf holding its preamble
+            if top.preamble is None:
+                raise MalformedEmail(f"a multipart has no delimiter line in its first {_MAX_PREAMBLE} bytes")
+            self._start_leaf(top.headers, top.path, strip=False)
+            self._emit(top.preamble)
+            self._end_leaf()
+        self._set_mode(_PARTS if self._stack else _DONE)
+
+    def _skip(self, final: bool) -> bool:
+        found = self._match(self._pos, final)
+        if found is _NEED:
+            return False
+        if found is not None and found[0] == len(self._stack) - 1:
+            self._pos = found[2]
+            return True
+        top = self._stack[-1]
+        self._path, top.children = (*top.path, top.children), top.children + 1
+        self._hstart = self._hlast = self._pos
+        self._hlines = 0
+        self._set_mode(_HEADERS)
+        return True
+
+
+def parse(chunks: Iterable[bytes], **limits: int) -> Iterator[Event]:
+    """Feed every chunk, then close: the events of one whole email, lazily."""
+    parser = MimeParser(**limits)
+    for chunk in chunks:
+        yield from parser.feed(chunk)
+    yield from parser.close()

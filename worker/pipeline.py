@@ -1,0 +1,197 @@
+"""process(one S3 object) -> Outcome: the one module that knows the order of the steps.
+
+1. stream the raw email from S3 through the MIME reader;
+2. store every attachment and sign its link (done by the reader as parts stream past);
+3. find the recipients in the text body, else in the html body;
+4. send the rebuilt email through SES (50 recipients per send), or
+5. post the fallback notice to SNS when there is no usable recipient.
+Errors propagate: the consumer settles the SQS message by their class.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from worker import recipients as rcpt
+from worker.aws import Clients
+from worker.compose import compose_email, fallback_notice
+from worker.config import Settings
+from worker.errors import PermanentError, classify, describe
+from worker.events import S3ObjectRef
+from worker.links import S3AttachmentStore
+from worker.reader import Attachment, ReadEmail, read_email
+
+logger = logging.getLogger(__name__)
+
+OutcomeKind = Literal["sent", "fallback"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: OutcomeKind
+    ref: S3ObjectRef
+    subject: str
+    sender: str
+    size: int
+    recipients: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    reason: str | None = None  # why the fallback topic got it
+    ses_message_ids: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Recipients:
+    block: rcpt.RecipientBlock
+    fallback_reason: str | None
+
+
+def choose_recipients(text: str | None, html: str | None, marker: str) -> Recipients:
+    """The recipient block from the text body, else from the html body read as text."""
+    block = rcpt.find_recipients(text, marker) if text is not None else None
+    if (block is None or not block.found) and html is not None:
+        block = rcpt.find_recipients_in_html(html, marker)
+    if block is None:
+        return Recipients(rcpt.RecipientBlock((), (), False), "no text or html body")
+    if not block.found:
+        return Recipients(block, "no recipient block")
+    if not block.recipients:
+        return Recipients(block, "recipient block has no valid address")
+    return Recipients(block, None)
+
+
+def visible_bodies(email: ReadEmail, marker: str) -> tuple[str, str | None]:
+    """The text and html that recipients see: the recipient blocks removed."""
+    text = rcpt.remove_blocks(email.text, marker) if email.text is not None else None
+    html = rcpt.remove_blocks_html(email.html, marker) if email.html is not None else None
+    if text is None:
+        text = rcpt.html_to_text(html) if html is not None else ""
+    return text, html
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, aws: Clients) -> None:
+        self.settings = settings
+        self.aws = aws
+
+    async def process(self, ref: S3ObjectRef) -> Outcome:
+        store = S3AttachmentStore(
+            self.aws.s3,
+            self.settings.attachments_bucket,
+            self.settings.attachments_prefix,
+            ref.message_id,
+            self.settings.link_expiry_s,
+            self.settings.part_size_bytes,
+        )
+        email = await read_email(self._raw_chunks(ref), store, self.settings.limits)
+        found = choose_recipients(email.text, email.html, self.settings.recipient_marker)
+        if found.block.rejected:
+            logger.warning(
+                "invalid recipients dropped",
+                extra={"s3_key": ref.key, "rejected": list(found.block.rejected)[:20]},
+            )
+        common = dict(
+            ref=ref,
+            subject=email.subject,
+            sender=email.sender,
+            size=email.size,
+            rejected=found.block.rejected,
+            attachments=tuple(email.attachments),
+        )
+        if found.fallback_reason is not None:
+            await self._publish_fallback(ref, email, found.fallback_reason, found.block.rejected)
+            return Outcome(kind="fallback", reason=found.fallback_reason, **common)  # type: ignore[arg-type]
+        ids = await self._send(ref, email, found.block.recipients)
+        return Outcome(
+            kind="sent", recipients=found.block.recipients, ses_message_ids=ids, **common  # type: ignore[arg-type]
+        )
+
+    async def _raw_chunks(self, ref: S3ObjectRef) -> AsyncIterator[bytes]:
+        """The raw email in chunks of about read_chunk_bytes (botocore's default is 1 KiB)."""
+        try:
+            response = await self.aws.s3.get_object(Bucket=ref.bucket, Key=ref.key)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404", "NoSuchBucket", "AccessDenied", "403"):
+                raise PermanentError(f"raw email unreadable at {ref.uri}: {describe(error)}") from error
+            raise
+        want = self.settings.read_chunk_bytes
+        pending = bytearray()
+        async with response["Body"] as body:
+            # aiohttp hands over whatever has arrived (often 64 KiB): coalesce to large chunks so
+            # the parser's per-chunk work is amortised.
+            while chunk := await body.read(want):
+                if not pending and len(chunk) >= want // 2:
+                    yield chunk
+                    continue
+                pending += chunk
+                if len(pending) >= want // 2:
+                    yield bytes(pending)
+                    pending.clear()
+        if pending:
+            yield bytes(pending)
+
+    async def _publish_fallback(
+        self, ref: S3ObjectRef, email: ReadEmail, reason: str, rejected: tuple[str, ...]
+    ) -> None:
+        subject, message = fallback_notice(
+            reason=reason,
+            sender=email.sender,
+            subject=email.subject,
+            raw_uri=ref.uri,
+            message_id=ref.message_id,
+            text=email.text if email.text is not None else email.html,
+            attachments=email.attachments,
+            rejected=rejected,
+        )
+        await self.aws.sns.publish(
+            TopicArn=self.settings.fallback_topic_arn, Subject=subject, Message=message
+        )
+
+    async def _send(self, ref: S3ObjectRef, email: ReadEmail, to: tuple[str, ...]) -> tuple[str, ...]:
+        text, html = visible_bodies(email, self.settings.recipient_marker)
+        note = (
+            "The message body was too long to include in full; the whole body is attached."
+            if email.body_truncated
+            else None
+        )
+        ids: list[str] = []
+        for batch in rcpt.batches(to):
+            raw = compose_email(
+                sender=self.settings.sender,
+                recipients=batch,
+                subject=email.subject,
+                text=text,
+                html_body=html,
+                attachments=email.attachments,
+                source_id=ref.message_id,
+                note=note,
+            )
+            ids.append(await self._send_raw(raw))
+        return tuple(ids)
+
+    async def _send_raw(self, raw: bytes) -> str:
+        """One SES send; recipients are read from the message's To: header."""
+        extra: dict[str, Any] = {}
+        if self.settings.configuration_set:
+            extra["ConfigurationSetName"] = self.settings.configuration_set
+        try:
+            if self.settings.ses_api == "v2":
+                response = await self.aws.ses.send_email(
+                    FromEmailAddress=self.settings.sender, Content={"Raw": {"Data": raw}}, **extra
+                )
+            else:
+                response = await self.aws.ses.send_raw_email(
+                    Source=self.settings.sender, RawMessage={"Data": raw}, **extra
+                )
+        except ClientError as error:
+            kind = classify(error)
+            raise kind(f"SES refused the email: {describe(error)}") from error
+        return str(response.get("MessageId", ""))
+
+

@@ -1,0 +1,256 @@
+"""Reads one raw email from a stream of chunks: bodies kept (bounded), attachments handed to a store.
+
+The MIME parser says what each leaf part is; this module decides which leaf is the text body,
+which the html body, and which are attachments (every other leaf, inline images included; a
+`message/rfc822` part is one attachment stored whole as `.eml`). It hashes and counts each
+attachment on the way, so the store only has to keep bytes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import logging
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import Message
+from typing import Protocol
+
+import anyio
+
+from worker.config import Limits
+from worker.mime import Event, MessageHeaders, MimeParser, PartData, PartEnd, PartHeader, PartStart, decode_header_value
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """Where the store put an attachment, and the link that reaches it (None in a dry run)."""
+
+    key: str | None
+    url: str | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    n: int
+    filename: str  # the original name, decoded; a generated one when the part had none
+    content_type: str
+    size: int
+    sha256: str
+    stored: StoredFile
+
+
+class AttachmentWriter(Protocol):
+    async def write(self, data: bytes) -> None: ...
+    async def finish(self) -> StoredFile: ...
+    async def abort(self) -> None: ...
+
+
+class AttachmentStore(Protocol):
+    async def open(self, n: int, filename: str, content_type: str) -> AttachmentWriter: ...
+
+
+@dataclass(slots=True)
+class ReadEmail:
+    headers: Message
+    subject: str
+    sender: str
+    text: str | None = None
+    html: str | None = None
+    body_truncated: bool = False  # a body over the limit: its first bytes here, the whole as a file
+    attachments: list[Attachment] = field(default_factory=list)
+    size: int = 0
+
+
+class DryRunStore:
+    """Stores nothing: `sensormail inspect` only wants the names, sizes and hashes."""
+
+    class _Writer:
+        async def write(self, data: bytes) -> None:
+            return None
+
+        async def finish(self) -> StoredFile:
+            return StoredFile(key=None, url=None, expires_at=None)
+
+        async def abort(self) -> None:
+            return None
+
+    async def open(self, n: int, filename: str, content_type: str) -> AttachmentWriter:
+        return self._Writer()
+
+
+_EXTENSIONS = {
+    "text/plain": ".txt",
+    "text/html": ".html",
+    "text/csv": ".csv",
+    "message/rfc822": ".eml",
+    "application/pdf": ".pdf",
+    "application/json": ".json",
+    "application/zip": ".zip",
+    "application/octet-stream": ".bin",
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+}
+
+
+def attachment_name(part: PartHeader, n: int) -> str:
+    """The name a recipient sees: the part's own, else `attachment-<n>` with a fitting extension."""
+    ext = _EXTENSIONS.get(part.content_type, "")
+    name = (part.filename or "").strip()
+    if not name:
+        if part.content_type == "message/rfc822":
+            return f"message-{n}.eml"
+        return f"attachment-{n}{ext or '.bin'}"
+    if part.content_type == "message/rfc822" and not name.lower().endswith(".eml"):
+        return name + ".eml"
+    return name
+
+
+def decode_text(data: bytes, charset: str | None) -> str:
+    """Decode a body with its declared charset; an unknown charset or bad bytes never fail."""
+    name = charset or "utf-8"
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        name = "utf-8"
+    return data.decode(name, errors="replace")
+
+
+class _Body:
+    """One body part being collected: in memory up to the limit, then also streamed as a file."""
+
+    def __init__(self, kind: str, part: PartHeader, limit: int) -> None:
+        self.kind = kind
+        self.part = part
+        self.limit = limit
+        self.buffer = bytearray()
+        self.overflow: _Upload | None = None
+
+
+class _Upload:
+    def __init__(self, n: int, filename: str, content_type: str, writer: AttachmentWriter) -> None:
+        self.n = n
+        self.filename = filename
+        self.content_type = content_type
+        self.writer = writer
+        self.size = 0
+        self.sha = hashlib.sha256()
+
+    async def write(self, data: bytes) -> None:
+        self.size += len(data)
+        self.sha.update(data)
+        await self.writer.write(data)
+
+    async def finish(self) -> Attachment:
+        stored = await self.writer.finish()
+        return Attachment(self.n, self.filename, self.content_type, self.size, self.sha.hexdigest(), stored)
+
+
+async def read_email(chunks: AsyncIterable[bytes], store: AttachmentStore, limits: Limits) -> ReadEmail:
+    """Consume the raw email once, in order; memory is bounded by the limits, not the email."""
+    parser = MimeParser(
+        max_header_bytes=limits.max_header_bytes, max_depth=limits.max_depth, max_parts=limits.max_parts
+    )
+    email: ReadEmail | None = None
+    body: _Body | None = None
+    upload: _Upload | None = None
+    size = 0
+
+    async def handle(events: list[Event]) -> None:
+        nonlocal email, body, upload
+        for event in events:
+            if isinstance(event, PartData):
+                if body is not None:
+                    await _add_to_body(body, event.data, store, email_or_fail(email))
+                elif upload is not None:
+                    await upload.write(event.data)
+            elif isinstance(event, PartStart):
+                current = email_or_fail(email)
+                kind = _body_kind(event.part, current)
+                if kind is not None:
+                    body = _Body(kind, event.part, limits.max_body_bytes)
+                else:
+                    n = len(current.attachments) + 1
+                    name = attachment_name(event.part, n)
+                    writer = await store.open(n, name, event.part.content_type)
+                    upload = _Upload(n, name, event.part.content_type, writer)
+            elif isinstance(event, PartEnd):
+                current = email_or_fail(email)
+                if body is not None:
+                    await _finish_body(body, current)
+                    body = None
+                elif upload is not None:
+                    current.attachments.append(await upload.finish())
+                    upload = None
+            elif isinstance(event, MessageHeaders):
+                email = ReadEmail(
+                    headers=event.headers,
+                    subject=decode_header_value(event.headers.get("Subject")),
+                    sender=decode_header_value(event.headers.get("From")),
+                )
+
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            await handle(parser.feed(chunk))
+        await handle(parser.close())
+    except BaseException:
+        pending = upload.writer if upload else (body.overflow.writer if body and body.overflow else None)
+        if pending is not None:
+            # Shielded and bounded: a cancelled handler still cleans up, but never hangs on it.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                try:
+                    await pending.abort()
+                except Exception:  # the bucket's lifecycle rule removes what is left
+                    logger.warning("could not abort an unfinished upload", exc_info=True)
+        raise
+    result = email_or_fail(email)
+    result.size = size
+    return result
+
+
+def email_or_fail(email: ReadEmail | None) -> ReadEmail:
+    if email is None:  # the parser always sends the message headers first
+        raise AssertionError("MIME events before the message headers")
+    return email
+
+
+def _body_kind(part: PartHeader, email: ReadEmail) -> str | None:
+    if part.disposition == "attachment" or part.filename:
+        return None
+    if part.content_type == "text/plain" and email.text is None:
+        return "text"
+    if part.content_type == "text/html" and email.html is None:
+        return "html"
+    return None
+
+
+async def _add_to_body(body: _Body, data: bytes, store: AttachmentStore, email: ReadEmail) -> None:
+    if body.overflow is not None:
+        await body.overflow.write(data)
+        return
+    body.buffer += data
+    if len(body.buffer) > body.limit:
+        # Too large to keep: the whole part becomes a file too, and the body keeps its head.
+        n = len(email.attachments) + 1
+        name = f"body-{n}.txt" if body.kind == "text" else f"body-{n}.html"
+        writer = await store.open(n, name, body.part.content_type)
+        body.overflow = _Upload(n, name, body.part.content_type, writer)
+        await body.overflow.write(bytes(body.buffer))
+        del body.buffer[body.limit :]
+
+
+async def _finish_body(body: _Body, email: ReadEmail) -> None:
+    text = decode_text(bytes(body.buffer), body.part.charset)
+    if body.kind == "text":
+        email.text = text
+    else:
+        email.html = text
+    if body.overflow is not None:
+        email.body_truncated = True
+        email.attachments.append(await body.overflow.finish())
