@@ -142,3 +142,60 @@ async def test_setup_notification_and_test_event_are_acknowledged_not_processed(
             stop.set()
     assert outcomes == []
     assert await queue_depth(aws, resources.dlq_url) == 0
+
+
+async def test_heartbeat_keeps_a_slow_email_invisible_so_it_is_handled_once(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator, sample: Any
+) -> None:
+    """Visibility 10 s, work 14 s: without the heartbeat SQS would hand the message out again."""
+    short = replace(settings, visibility_timeout_s=10, concurrency=2)
+    ref = await put_incoming(aws, resources, sample("alarm-with-csv.eml"))
+    outcomes: list[Outcome] = []
+
+    async def slow(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        await anyio.sleep(14)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            stop = anyio.Event()
+            tg.start_soon(lambda: serve(short, slow, clients=aws, stop=stop))
+            await wait_for(lambda: outcomes)
+            await wait_for(lambda: _empty(aws, short.queue_url), timeout=30)
+            stop.set()
+    assert len(outcomes) == 1
+    assert len(sent_to(emulator, ref.message_id)) == 1
+
+
+async def test_transient_failure_leaves_the_message_for_redelivery(
+    settings: Settings, aws: Clients, resources: LocalResources, sample: Any
+) -> None:
+    """SES unreachable: not deleted, not dead-lettered, hidden for a backoff, then seen again."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    dead = AioConfig(retries={"max_attempts": 1}, connect_timeout=1)
+    async with get_session().create_client("sesv2", endpoint_url="http://127.0.0.1:9", config=dead) as ses:
+        broken = Clients(s3=aws.s3, sqs=aws.sqs, sns=aws.sns, ses=ses)
+        await put_incoming(aws, resources, sample("alarm-with-csv.eml"))
+        stop = anyio.Event()
+
+        async def hidden() -> bool:
+            a = await aws.sqs.get_queue_attributes(
+                QueueUrl=settings.queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )
+            return a["Attributes"] == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "1"}
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: serve(settings, None, clients=broken, stop=stop))
+                await anyio.sleep(3)
+                stop.set()
+        assert await hidden()
+        assert await queue_depth(aws, resources.dlq_url) == 0
+        # the backoff hides it for 5-10 s on a first failure, then SQS offers it again
+        r = await aws.sqs.receive_message(QueueUrl=settings.queue_url, WaitTimeSeconds=15,
+                                          MessageSystemAttributeNames=["ApproximateReceiveCount"])
+        [again] = r["Messages"]
+        assert again["Attributes"]["ApproximateReceiveCount"] == "2"

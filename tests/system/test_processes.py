@@ -87,7 +87,7 @@ async def test_run_processes_then_exits_0_on_sigterm_within_the_drain_time(
     finally:
         if worker.poll() is None:
             worker.kill()
-    out, err = worker.communicate()
+        out, err = worker.communicate()
     assert code == 0, err
     assert stopped_in < 5 + 2
     lines = [line for line in out.splitlines() if '"email processed"' in line]

@@ -120,11 +120,22 @@ def sent_emails(emulator: Emulator) -> list[dict[str, Any]]:
             {"source": m.get("Source"), "destinations": m.get("Destination"), "raw": m.get("RawData", "")}
             for m in data.get("messages", [])
         ]
+    if emulator.kind == "moto":
+        # moto runs in this process: read its SES backend directly (SESv2 stores there too).
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        messages = ses_backends[DEFAULT_ACCOUNT_ID][region].sent_messages
+        return [
+            {"source": m.source, "destinations": m.destinations, "raw": m.raw_data}
+            for m in messages
+            if hasattr(m, "raw_data")
+        ]
     data = _get_json(f"{emulator.url}/moto-api/data.json")
-    raw_messages = data.get("ses", {}).get("RawMessage", [])
     return [
         {"source": m.get("source"), "destinations": m.get("destinations"), "raw": m.get("raw_data", "")}
-        for m in raw_messages
+        for m in data.get("ses", {}).get("RawMessage", [])
     ]
 
 
