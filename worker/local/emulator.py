@@ -122,7 +122,7 @@ def sent_emails(emulator: Emulator) -> list[dict[str, Any]]:
         ]
     if emulator.kind == "moto":
         # moto runs in this process: read its SES backend directly (SESv2 stores there too).
-        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.ses.models import ses_backends
 
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
