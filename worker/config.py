@@ -31,6 +31,7 @@ class Limits:
     max_depth: int = 32
     max_parts: int = 10_000
     max_body_bytes: int = 1 * MiB  # a text or html body larger than this is also stored as a file
+    max_attachments: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,10 @@ class Settings:
     read_chunk_bytes: int = 1 * MiB
     part_size_bytes: int = 8 * MiB
     attachments_prefix: str = "attachments/"
+    state_prefix: str = "state/"
+    lease_s: int = 300
+    max_send_rate: float = 0.0  # SES sends per second across all handlers; 0: no limit
+    email_timeout_s: int = 900
     endpoint_url: str | None = None
     limits: Limits = field(default_factory=Limits)
 
@@ -83,11 +88,15 @@ class Settings:
             read_chunk_bytes=r.integer("SENSORMAIL_READ_CHUNK_BYTES", d.read_chunk_bytes, 4096, 64 * MiB),
             part_size_bytes=r.integer("SENSORMAIL_PART_SIZE_BYTES", d.part_size_bytes, MIN_PART_SIZE, 512 * MiB),
             endpoint_url=r.optional_str("AWS_ENDPOINT_URL"),
+            lease_s=r.integer("SENSORMAIL_LEASE_SECONDS", d.lease_s, 30, 12 * 3600),
+            max_send_rate=float(r.integer("SENSORMAIL_MAX_SEND_RATE", 0, 0, 100_000)),
+            email_timeout_s=r.integer("SENSORMAIL_EMAIL_TIMEOUT_SECONDS", d.email_timeout_s, 10, 12 * 3600),
             limits=Limits(
                 max_header_bytes=r.integer("SENSORMAIL_MAX_HEADER_BYTES", lim.max_header_bytes, 1024, 64 * MiB),
                 max_depth=r.integer("SENSORMAIL_MAX_DEPTH", lim.max_depth, 1, 1000),
                 max_parts=r.integer("SENSORMAIL_MAX_PARTS", lim.max_parts, 1, 1_000_000),
                 max_body_bytes=r.integer("SENSORMAIL_MAX_BODY_BYTES", lim.max_body_bytes, 1024, 256 * MiB),
+                max_attachments=r.integer("SENSORMAIL_MAX_ATTACHMENTS", lim.max_attachments, 1, 1_000_000),
             ),
         )
         if require_aws and "@" not in settings.sender:

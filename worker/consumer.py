@@ -26,6 +26,7 @@ from worker.config import Settings
 from worker.errors import PermanentError, RetryableError, classify, describe
 from worker.events import Ignored, S3ObjectRef, decode_body
 from worker.pipeline import Outcome, Pipeline
+from worker.telemetry import emf
 
 logger = logging.getLogger(__name__)
 
@@ -101,36 +102,36 @@ class Consumer:
                     await self._process(held)
                 finally:
                     tg.cancel_scope.cancel()
+        except Exception:
+            # Settlement itself failed (e.g. the queue is unreachable): the message reappears
+            # after its visibility timeout and the progress record prevents a second send.
+            logger.exception("could not settle message; SQS will redeliver it", extra={"sqs_message_id": held.message_id})
         finally:
             self.slots.release()
 
     async def _process(self, held: _Held) -> None:
-        started = time.perf_counter()
         log: dict[str, Any] = {"sqs_message_id": held.message_id, "receive_count": held.receive_count}
         try:
-            items = decode_body(held.body)
-            for item in items:
-                if isinstance(item, Ignored):
-                    logger.info("event ignored", extra={**log, "reason": item.reason})
-                    continue
-                await self._process_email(item, log)
+            with anyio.fail_after(self.settings.email_timeout_s):
+                for item in decode_body(held.body):
+                    if isinstance(item, Ignored):
+                        logger.info("event ignored", extra={**log, "reason": item.reason})
+                        continue
+                    await self._process_email(item, log)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await self._release(held, 0)
                 logger.warning("handed back on shutdown", extra=log)
             raise
         except Exception as error:
-            kind = classify(error)
             reason = describe(error)
-            if kind is RetryableError:
+            if classify(error) is RetryableError:
                 delay = _backoff(held.receive_count)
                 logger.warning("transient failure; will retry", extra={**log, "error": reason, "retry_in_s": delay})
                 await self._release(held, delay)
             else:
                 await self._dead_letter(held, error, reason, log)
             return
-        finally:
-            log["duration_s"] = round(time.perf_counter() - started, 3)
         await self.aws.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=held.receipt)
 
     async def _process_email(self, ref: S3ObjectRef, log: dict[str, Any]) -> None:
@@ -140,26 +141,33 @@ class Consumer:
             outcome = await self.pipeline.process(ref)
         except Exception as error:
             kind = "retry" if classify(error) is RetryableError else "failed"
+            duration = time.perf_counter() - started
             logger.info(
                 "email processed",
-                extra={**line, "outcome": kind, "error": describe(error),
-                       "duration_s": round(time.perf_counter() - started, 3)},
+                extra={**line, "outcome": kind, "error": describe(error), "duration_s": round(duration, 3),
+                       **emf(kind, duration)},
             )
             raise
+        duration = time.perf_counter() - started
+        stored = sum(a.size for a in outcome.attachments)
         logger.info(
             "email processed",
             extra={
                 **line,
                 "outcome": outcome.kind,
-                "duration_s": round(time.perf_counter() - started, 3),
+                "duration_s": round(duration, 3),
                 "bytes": outcome.size,
                 "attachments": len(outcome.attachments),
                 "recipients": len(outcome.recipients),
                 "reason": outcome.reason,
+                **emf(outcome.kind, duration, len(outcome.attachments), stored),
             },
         )
         if self.on_outcome is not None:
-            await self.on_outcome(outcome)
+            try:
+                await self.on_outcome(outcome)
+            except Exception:
+                logger.exception("outcome hook failed", extra=line)
 
     async def _heartbeat(self, held: _Held) -> None:
         """Keep the message invisible while we work, in short steps, never past SQS's 12 h cap."""

@@ -23,21 +23,23 @@ from worker.compose import compose_email, fallback_notice
 from worker.config import Settings
 from worker.errors import PermanentError, classify, describe
 from worker.events import S3ObjectRef
+from worker.ledger import Claim, Ledger
 from worker.links import S3AttachmentStore
+from worker.ratelimit import TokenBucket
 from worker.reader import Attachment, ReadEmail, read_email
 
 logger = logging.getLogger(__name__)
 
-OutcomeKind = Literal["sent", "fallback"]
+OutcomeKind = Literal["sent", "fallback", "duplicate"]
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     kind: OutcomeKind
     ref: S3ObjectRef
-    subject: str
-    sender: str
-    size: int
+    subject: str = ""
+    sender: str = ""
+    size: int = 0
     recipients: tuple[str, ...] = ()
     rejected: tuple[str, ...] = ()
     attachments: tuple[Attachment, ...] = ()
@@ -78,8 +80,13 @@ class Pipeline:
     def __init__(self, settings: Settings, aws: Clients) -> None:
         self.settings = settings
         self.aws = aws
+        self.ledger = Ledger(aws.s3, settings.attachments_bucket, settings.state_prefix, settings.lease_s)
+        self.send_rate = TokenBucket(settings.max_send_rate)
 
     async def process(self, ref: S3ObjectRef) -> Outcome:
+        claim = await self.ledger.claim(ref)
+        if claim.done_before:
+            return Outcome(kind="duplicate", ref=ref, reason=f"already {claim.record.outcome}")
         store = S3AttachmentStore(
             self.aws.s3,
             self.settings.attachments_bucket,
@@ -104,9 +111,11 @@ class Pipeline:
             attachments=tuple(email.attachments),
         )
         if found.fallback_reason is not None:
+            await self.ledger.renew_if_needed(claim)
             await self._publish_fallback(ref, email, found.fallback_reason, found.block.rejected)
+            await self.ledger.finish(claim, "fallback")
             return Outcome(kind="fallback", reason=found.fallback_reason, **common)  # type: ignore[arg-type]
-        ids = await self._send(ref, email, found.block.recipients)
+        ids = await self._send(ref, email, found.block.recipients, claim)
         return Outcome(
             kind="sent", recipients=found.block.recipients, ses_message_ids=ids, **common  # type: ignore[arg-type]
         )
@@ -153,15 +162,18 @@ class Pipeline:
             TopicArn=self.settings.fallback_topic_arn, Subject=subject, Message=message
         )
 
-    async def _send(self, ref: S3ObjectRef, email: ReadEmail, to: tuple[str, ...]) -> tuple[str, ...]:
+    async def _send(self, ref: S3ObjectRef, email: ReadEmail, to: tuple[str, ...], claim: Claim) -> tuple[str, ...]:
         text, html = visible_bodies(email, self.settings.recipient_marker)
         note = (
             "The message body was too long to include in full; the whole body is attached."
             if email.body_truncated
             else None
         )
-        ids: list[str] = []
-        for batch in rcpt.batches(to):
+        batches = rcpt.batches(to)
+        for n, batch in enumerate(batches):
+            if n in claim.record.sent_batches:  # sent by an earlier attempt
+                continue
+            await self.ledger.renew_if_needed(claim)
             raw = compose_email(
                 sender=self.settings.sender,
                 recipients=batch,
@@ -172,8 +184,12 @@ class Pipeline:
                 source_id=ref.message_id,
                 note=note,
             )
-            ids.append(await self._send_raw(raw))
-        return tuple(ids)
+            await self.send_rate.acquire()
+            ses_id = await self._send_raw(raw)
+            # Until this write lands, a crash would send the batch again: keep nothing in between.
+            await self.ledger.record_send(claim, n, ses_id, last=n == len(batches) - 1)
+        await self.ledger.finish(claim, "sent")
+        return claim.record.ses_message_ids
 
     async def _send_raw(self, raw: bytes) -> str:
         """One SES send; recipients are read from the message's To: header."""

@@ -20,6 +20,7 @@ from typing import Protocol
 import anyio
 
 from worker.config import Limits
+from worker.errors import MalformedEmail
 from worker.mime import Event, MessageHeaders, MimeParser, PartData, PartEnd, PartHeader, PartStart, decode_header_value
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,8 @@ async def read_email(chunks: AsyncIterable[bytes], store: AttachmentStore, limit
                     body = _Body(kind, event.part, limits.max_body_bytes)
                 else:
                     n = len(current.attachments) + 1
+                    if n > limits.max_attachments:
+                        raise MalformedEmail(f"more than {limits.max_attachments} attachments (max_attachments)")
                     name = attachment_name(event.part, n)
                     writer = await store.open(n, name, event.part.content_type)
                     upload = _Upload(n, name, event.part.content_type, writer)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# Embedded-metric fields: for CloudWatch, noise in a terminal.
+_METRIC_FIELDS = frozenset({"_aws", "Outcome", "EmailsProcessed", "ProcessingLatency", "AttachmentsStored", "BytesStored"})
 
 
 class _TextFormatter(logging.Formatter):
@@ -20,7 +23,7 @@ class _TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
-        extras = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD)
+        extras = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD and k not in _METRIC_FIELDS)
         return f"{base} {extras}" if extras else base
 
 
@@ -49,3 +52,37 @@ def configure_logging(level: str = "INFO", *, stream: TextIO | None = None, json
 def fields(**values: Any) -> dict[str, Any]:
     """`extra=` for a log call, without None values."""
     return {k: v for k, v in values.items() if v is not None}
+
+
+METRICS_NAMESPACE = "Sensormail"
+
+
+def emf(outcome: str, duration_s: float, attachments: int = 0, stored_bytes: int = 0) -> dict[str, Any]:
+    """CloudWatch embedded-metric-format fields for the canonical per-email log line.
+
+    Merged into that line's JSON: CloudWatch (through the agent or FireLens) turns it into the
+    metrics EmailsProcessed, ProcessingLatency, AttachmentsStored and BytesStored by Outcome;
+    without an agent the same line still feeds log metric filters. Costs no API call.
+    """
+    return {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": METRICS_NAMESPACE,
+                    "Dimensions": [["Outcome"]],
+                    "Metrics": [
+                        {"Name": "EmailsProcessed", "Unit": "Count"},
+                        {"Name": "ProcessingLatency", "Unit": "Milliseconds"},
+                        {"Name": "AttachmentsStored", "Unit": "Count"},
+                        {"Name": "BytesStored", "Unit": "Bytes"},
+                    ],
+                }
+            ],
+        },
+        "Outcome": outcome,
+        "EmailsProcessed": 1,
+        "ProcessingLatency": round(duration_s * 1000, 1),
+        "AttachmentsStored": attachments,
+        "BytesStored": stored_bytes,
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import urllib.request
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
@@ -82,10 +83,34 @@ def start_emulator(env: MutableMapping[str, str], prefer: str = "auto") -> Itera
         yield Emulator("moto", url)
 
 
+_moto_patched = False
+
+
+def _make_moto_conditional_writes_atomic() -> None:
+    """moto checks If-None-Match/If-Match and then writes, unlocked, on a threaded server: two
+    concurrent conditional PUTs can both succeed, which S3 never allows. Serialise PutObject so
+    the emulator keeps S3's guarantee that the progress records rely on."""
+    global _moto_patched
+    if _moto_patched:
+        return
+    from moto.s3.responses import S3Response
+
+    lock = threading.Lock()
+    original = S3Response.put_object
+
+    def put_object(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    S3Response.put_object = put_object  # type: ignore[method-assign]
+    _moto_patched = True
+
+
 @contextmanager
 def _moto() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    _make_moto_conditional_writes_atomic()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

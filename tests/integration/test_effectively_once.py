@@ -1,0 +1,136 @@
+"""Progress records: a duplicated or redelivered event never sends twice."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from email.message import EmailMessage
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.helpers import put_incoming, sent_to, wait_for
+from tests.integration.test_consumer import queue_depth, run_until
+from worker.aws import Clients
+from worker.config import Settings
+from worker.ledger import InProgressElsewhere, Ledger, LostClaim, Record
+from worker.local.emulator import Emulator
+from worker.local.provision import LocalResources
+from worker.pipeline import Pipeline
+
+pytestmark = pytest.mark.anyio
+
+
+def many_recipients(count: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "device@example.com"
+    msg["Subject"] = "Batches"
+    msg.set_content(":Email_Rxers_Code:" + ",".join(f"u{i}@example.com" for i in range(count)) + ":Email_Rxers_Code:")
+    return bytes(msg)
+
+
+async def test_the_same_object_processed_twice_sends_once(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator, sample: Any
+) -> None:
+    ref = await put_incoming(aws, resources, sample("alarm-with-csv.eml"))
+    first = await Pipeline(settings, aws).process(ref)
+    second = await Pipeline(settings, aws).process(ref)
+    assert (first.kind, second.kind, second.reason) == ("sent", "duplicate", "already sent")
+    assert len(sent_to(emulator, ref.message_id)) == 1
+
+
+async def test_fallback_is_also_published_once(
+    settings: Settings, aws: Clients, resources: LocalResources, sample: Any
+) -> None:
+    ref = await put_incoming(aws, resources, sample("no-recipients.eml"))
+    assert (await Pipeline(settings, aws).process(ref)).kind == "fallback"
+    assert (await Pipeline(settings, aws).process(ref)).kind == "duplicate"
+    r = await aws.sqs.receive_message(QueueUrl=resources.fallback_inbox_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    assert len(r["Messages"]) == 1
+
+
+async def test_duplicated_sqs_events_with_two_handlers_send_once(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator, sample: Any
+) -> None:
+    """S3 may emit two events for one object; both reach the queue, both are settled, one send."""
+    ref = await put_incoming(aws, resources, sample("html-two-images.eml"))  # S3 notifies once
+    again = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                          "s3": {"bucket": {"name": ref.bucket}, "object": {"key": ref.key, "eTag": ref.etag}}}]}
+    for _ in range(2):
+        await aws.sqs.send_message(QueueUrl=settings.queue_url, MessageBody=json.dumps(again))
+
+    outcomes = await run_until(replace(settings, concurrency=3), aws, lambda seen: len(seen) >= 3)
+
+    kinds = sorted(o.kind for o in outcomes)
+    assert kinds == ["duplicate", "duplicate", "sent"]
+    assert len(sent_to(emulator, ref.message_id)) == 1
+    assert await wait_for(lambda: _zero(aws, settings.queue_url))
+    assert await queue_depth(aws, resources.dlq_url) == 0
+
+
+async def _zero(aws: Clients, url: str) -> bool:
+    return await queue_depth(aws, url) == 0
+
+
+async def test_a_retry_after_a_partial_send_sends_only_the_missing_batches(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator
+) -> None:
+    ref = await put_incoming(aws, resources, many_recipients(120))
+    ledger = Ledger(aws.s3, settings.attachments_bucket)
+    crashed = Record(status="processing", owner="crashed-worker", lease_until=time.time() - 1,
+                     sent_batches=(0,), ses_message_ids=("earlier",))
+    await aws.s3.put_object(Bucket=settings.attachments_bucket, Key=ledger.key_for(ref), Body=crashed.to_json())
+
+    outcome = await Pipeline(settings, aws).process(ref)
+
+    sends = sent_to(emulator, ref.message_id)
+    assert [len(m["To"].addresses) for m in sends] == [50, 20]  # batch 0 was already sent
+    assert outcome.ses_message_ids[0] == "earlier" and len(outcome.ses_message_ids) == 3
+    body = await aws.s3.get_object(Bucket=settings.attachments_bucket, Key=ledger.key_for(ref))
+    record = json.loads(await body["Body"].read())
+    assert record["status"] == "done" and record["sent_batches"] == [0, 1, 2] and record["attempts"] == 2
+
+
+async def test_a_live_claim_elsewhere_is_retried_not_sent(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator, sample: Any
+) -> None:
+    ref = await put_incoming(aws, resources, sample("alarm-with-csv.eml"))
+    other = Ledger(aws.s3, settings.attachments_bucket, owner="other-worker")
+    await other.claim(ref)
+    with pytest.raises(InProgressElsewhere):
+        await Pipeline(settings, aws).process(ref)
+    assert sent_to(emulator, ref.message_id) == []
+
+
+async def test_a_handler_that_lost_its_claim_stops_before_sending(
+    settings: Settings, aws: Clients, resources: LocalResources
+) -> None:
+    ref = await put_incoming(aws, resources, many_recipients(3))
+    slow = Ledger(aws.s3, settings.attachments_bucket, lease_s=30, owner="slow")
+    claim = await slow.claim(ref)
+    # the lease expires; another handler takes the record over
+    expired = replace(claim.record, lease_until=time.time() - 1)
+    put = await aws.s3.put_object(Bucket=settings.attachments_bucket, Key=claim.key, Body=expired.to_json(), IfMatch=claim.etag)
+    claim.etag, claim.record = put["ETag"], expired
+    await Ledger(aws.s3, settings.attachments_bucket, owner="fast").claim(ref)
+    with pytest.raises(LostClaim):
+        await slow.renew_if_needed(claim)
+
+
+async def test_concurrent_claims_have_one_winner(settings: Settings, aws: Clients, resources: LocalResources, sample: Any) -> None:
+    ref = await put_incoming(aws, resources, sample("alarm-with-csv.eml"))
+    results: list[str] = []
+
+    async def contend(owner: str) -> None:
+        try:
+            await Ledger(aws.s3, settings.attachments_bucket, owner=owner).claim(ref)
+            results.append("won")
+        except InProgressElsewhere:
+            results.append("lost")
+
+    async with anyio.create_task_group() as tg:
+        for n in range(5):
+            tg.start_soon(contend, f"w{n}")
+    assert sorted(results) == ["lost"] * 4 + ["won"]

@@ -1,0 +1,31 @@
+"""A token bucket shared by every handler, so SES sends stay under the account's max send rate."""
+
+from __future__ import annotations
+
+import anyio
+
+
+class TokenBucket:
+    """`rate_per_s` tokens a second, at most `burst` saved up; rate 0 means unlimited."""
+
+    def __init__(self, rate_per_s: float, burst: float | None = None) -> None:
+        self.rate = rate_per_s
+        self.capacity = burst if burst is not None else max(1.0, rate_per_s)
+        self.tokens = self.capacity
+        self.updated: float | None = None
+        self.lock = anyio.Lock()
+
+    async def acquire(self, tokens: float = 1.0) -> None:
+        if self.rate <= 0:
+            return
+        async with self.lock:  # waiters queue here, so they are served in order
+            now = anyio.current_time()
+            if self.updated is not None:
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens < tokens:
+                wait = (tokens - self.tokens) / self.rate
+                await anyio.sleep(wait)
+                self.tokens = tokens
+                self.updated = anyio.current_time()
+            self.tokens -= tokens
