@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from botocore.exceptions import NoRegionError
 
 from worker.config import Settings
 from worker.errors import ConfigError, MalformedEmail
@@ -28,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="dry run on a local .eml file: what the worker would do")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
+
+    status = sub.add_parser("status", help="queue depth, in flight, oldest age and DLQ depth")
+    status.add_argument("--json", action="store_true")
+    redrive = sub.add_parser("redrive", help="move DLQ messages back to the incoming queue after a fix")
+    redrive.add_argument("--count", type=int, default=None, help="at most this many (default: all)")
 
     local = sub.add_parser("local", help="the whole system on this machine, on an AWS emulator")
     local.add_argument("--smtp-port", type=int, default=2525, help="SMTP stand-in for SES inbound (0: any free port)")
@@ -57,12 +64,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "inspect":
             settings = Settings.from_env(env, require_aws=False)
             return anyio.run(_inspect, args.file, args.json, settings)
+        if args.command in ("status", "redrive"):
+            settings = Settings.from_env(env, require_aws=False)
+            if not settings.queue_url:
+                raise ConfigError("SENSORMAIL_QUEUE_URL: required but not set")
+            return anyio.run(_operate, args, settings)
         if args.command == "local":
             from worker.local.run import run_local
 
             return anyio.run(run_local, args, env)
     except ConfigError as error:
         print(f"sensormail: configuration error: {error}", file=sys.stderr)
+        return 2
+    except NoRegionError:
+        print("sensormail: configuration error: AWS_REGION: not set, and no region in the AWS config", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -115,3 +130,28 @@ async def _inspect(path: Path, as_json: bool, settings: Settings) -> int:
     for a in report["attachments"]:
         print(f"Attachment:  {a['filename']} ({a['content_type']}, {a['size']} bytes, sha256 {a['sha256']})")
     return 0
+
+
+async def _operate(args: argparse.Namespace, settings: Settings) -> int:
+    from aiobotocore.session import get_session
+
+    from worker.ops import queue_status, redrive
+
+    session = get_session()
+    async with session.create_client("sqs") as sqs:
+        if args.command == "redrive":
+            try:
+                moved = await redrive(settings, sqs, args.count)
+            except ValueError as error:
+                print(f"sensormail: {error}", file=sys.stderr)
+                return 2
+            print(f"moved {moved} message(s) from the DLQ back to the incoming queue")
+            return 0
+        async with session.create_client("cloudwatch") as cloudwatch:
+            status = await queue_status(settings, sqs, cloudwatch)
+    if args.json:
+        print(json.dumps(asdict(status)))
+    else:
+        print("\n".join(status.lines()))
+    return 0
+

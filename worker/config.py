@@ -53,7 +53,7 @@ class Settings:
     part_size_bytes: int = 8 * MiB
     attachments_prefix: str = "attachments/"
     state_prefix: str = "state/"
-    lease_s: int = 300
+    lease_s: int = 120
     max_send_rate: float = 0.0  # SES sends per second across all handlers; 0: no limit
     email_timeout_s: int = 900
     endpoint_url: str | None = None

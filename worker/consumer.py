@@ -126,7 +126,8 @@ class Consumer:
         except Exception as error:
             reason = describe(error)
             if classify(error) is RetryableError:
-                delay = _backoff(held.receive_count)
+                hint = error.retry_after_s if isinstance(error, RetryableError) else None
+                delay = _backoff(held.receive_count) if hint is None else min(MAX_BACKOFF_S, int(hint) + 1)
                 logger.warning("transient failure; will retry", extra={**log, "error": reason, "retry_in_s": delay})
                 await self._release(held, delay)
             else:

@@ -38,7 +38,11 @@ class ConfigError(WorkerError):
 
 
 class RetryableError(WorkerError):
-    """Transient: the same message will probably succeed later."""
+    """Transient: the same message will probably succeed later (after `retry_after_s` if known)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class PermanentError(WorkerError):

@@ -91,7 +91,7 @@ def _precondition_failed(error: ClientError) -> bool:
 
 
 class Ledger:
-    def __init__(self, s3: Any, bucket: str, prefix: str = "state/", lease_s: float = 300.0, owner: str = OWNER) -> None:
+    def __init__(self, s3: Any, bucket: str, prefix: str = "state/", lease_s: float = 120.0, owner: str = OWNER) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix
@@ -117,8 +117,9 @@ class Ledger:
         current, etag = await self._read(key)
         if current.status == "done":
             return Claim(key, etag, current, done_before=True)
-        if current.lease_until > time.time():
-            raise InProgressElsewhere(f"{ref.uri} is being processed by {current.owner}")
+        left = current.lease_until - time.time()
+        if left > 0:
+            raise InProgressElsewhere(f"{ref.uri} is being processed by {current.owner}", retry_after_s=left + 1)
         taken = replace(current, owner=owner, lease_until=time.time() + self.lease_s, attempts=current.attempts + 1)
         claim = Claim(key, etag, current)
         await self._swap(claim, taken)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
 from botocore.exceptions import ClientError
 
 from worker import recipients as rcpt
@@ -82,6 +83,9 @@ class Pipeline:
         self.aws = aws
         self.ledger = Ledger(aws.s3, settings.attachments_bucket, settings.state_prefix, settings.lease_s)
         self.send_rate = TokenBucket(settings.max_send_rate)
+        # The one window that can duplicate a send is "SES accepted, record not yet written".
+        # Only one handler at a time is inside it, so a killed worker duplicates at most one email.
+        self.send_window = anyio.Lock()
 
     async def process(self, ref: S3ObjectRef) -> Outcome:
         claim = await self.ledger.claim(ref)
@@ -112,8 +116,9 @@ class Pipeline:
         )
         if found.fallback_reason is not None:
             await self.ledger.renew_if_needed(claim)
-            await self._publish_fallback(ref, email, found.fallback_reason, found.block.rejected)
-            await self.ledger.finish(claim, "fallback")
+            async with self.send_window:
+                await self._publish_fallback(ref, email, found.fallback_reason, found.block.rejected)
+                await self.ledger.finish(claim, "fallback")
             return Outcome(kind="fallback", reason=found.fallback_reason, **common)  # type: ignore[arg-type]
         ids = await self._send(ref, email, found.block.recipients, claim)
         return Outcome(
@@ -185,9 +190,10 @@ class Pipeline:
                 note=note,
             )
             await self.send_rate.acquire()
-            ses_id = await self._send_raw(raw)
-            # Until this write lands, a crash would send the batch again: keep nothing in between.
-            await self.ledger.record_send(claim, n, ses_id, last=n == len(batches) - 1)
+            async with self.send_window:
+                ses_id = await self._send_raw(raw)
+                # Until this write lands, a crash would send the batch again: nothing in between.
+                await self.ledger.record_send(claim, n, ses_id, last=n == len(batches) - 1)
         await self.ledger.finish(claim, "sent")
         return claim.record.ses_message_ids
 
