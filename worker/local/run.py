@@ -63,6 +63,9 @@ async def _show(outcome: Outcome, http: aiohttp.ClientSession) -> None:
         await _check_link(http, a.stored.url, a.sha256) if a.stored.url else "not stored"
         for a in outcome.attachments
     ]
+    if outcome.kind == "duplicate":
+        _out(f"DUPLICATE event for {outcome.ref.key}: {outcome.reason}, nothing sent again\n")
+        return
     if outcome.kind == "sent":
         lines = [f'SENT      "{outcome.subject}" from {outcome.sender}', f"          to {', '.join(outcome.recipients)}"]
     else:
