@@ -56,6 +56,9 @@ class Settings:
     lease_s: int = 120
     max_send_rate: float = 0.0  # SES sends per second across all handlers; 0: no limit
     email_timeout_s: int = 900
+    allowed_senders: tuple[str, ...] = ()  # addresses or domains; empty: anyone
+    allowed_recipient_domains: tuple[str, ...] = ()  # empty: any domain
+    spam_action: Literal["quarantine", "pass"] = "quarantine"
     endpoint_url: str | None = None
     limits: Limits = field(default_factory=Limits)
 
@@ -90,6 +93,9 @@ class Settings:
             endpoint_url=r.optional_str("AWS_ENDPOINT_URL"),
             lease_s=r.integer("SENSORMAIL_LEASE_SECONDS", d.lease_s, 30, 12 * 3600),
             max_send_rate=float(r.integer("SENSORMAIL_MAX_SEND_RATE", 0, 0, 100_000)),
+            allowed_senders=r.csv("SENSORMAIL_ALLOWED_SENDERS"),
+            allowed_recipient_domains=r.csv("SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS"),
+            spam_action=r.choice("SENSORMAIL_SPAM_ACTION", "quarantine", ("quarantine", "pass")),  # type: ignore[arg-type]
             email_timeout_s=r.integer("SENSORMAIL_EMAIL_TIMEOUT_SECONDS", d.email_timeout_s, 10, 12 * 3600),
             limits=Limits(
                 max_header_bytes=r.integer("SENSORMAIL_MAX_HEADER_BYTES", lim.max_header_bytes, 1024, 64 * MiB),
@@ -147,6 +153,15 @@ class _Reader:
             return raw.lower()
 
         return self._parse(name, default, parse, "one of " + ", ".join(choices))
+
+    def csv(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list of addresses or domains, lowercased."""
+        raw = self.optional_str(name) or ""
+        items = tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+        for item in items:
+            if any(c.isspace() for c in item) or item.count("@") > 1 or "." not in item:
+                raise ConfigError(f"{name}: expected comma-separated addresses or domains, got {item!r}")
+        return items
 
     def marker(self, name: str, default: str) -> str:
         def parse(raw: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from email.message import Message
 from typing import Any, Literal
 
 import anyio
@@ -25,6 +26,7 @@ from worker.config import Settings
 from worker.errors import PermanentError, classify, describe
 from worker.events import S3ObjectRef
 from worker.ledger import Claim, Ledger
+from worker.policy import screen, split_recipients
 from worker.links import S3AttachmentStore
 from worker.ratelimit import TokenBucket
 from worker.reader import Attachment, ReadEmail, read_email
@@ -99,31 +101,37 @@ class Pipeline:
             self.settings.link_expiry_s,
             self.settings.part_size_bytes,
         )
-        email = await read_email(self._raw_chunks(ref), store, self.settings.limits)
+        email = await read_email(self._raw_chunks(ref), store, self.settings.limits, self._screen)
         found = choose_recipients(email.text, email.html, self.settings.recipient_marker)
-        if found.block.rejected:
-            logger.warning(
-                "invalid recipients dropped",
-                extra={"s3_key": ref.key, "rejected": list(found.block.rejected)[:20]},
-            )
+        recipients, outside = split_recipients(found.block.recipients, self.settings.allowed_recipient_domains)
+        rejected = found.block.rejected + tuple(f"{r} (domain not allowed)" for r in outside)
+        if rejected:
+            logger.warning("recipients dropped", extra={"s3_key": ref.key, "rejected": list(rejected)[:20]})
+        reason = email.quarantine or found.fallback_reason
+        if reason is None and not recipients:
+            reason = "no recipient in the allowed domains"
         common = dict(
             ref=ref,
             subject=email.subject,
             sender=email.sender,
             size=email.size,
-            rejected=found.block.rejected,
+            rejected=rejected,
             attachments=tuple(email.attachments),
         )
-        if found.fallback_reason is not None:
+        if reason is not None:
             await self.ledger.renew_if_needed(claim)
             async with self.send_window:
-                await self._publish_fallback(ref, email, found.fallback_reason, found.block.rejected)
+                await self._publish_fallback(ref, email, reason, rejected)
                 await self.ledger.finish(claim, "fallback")
-            return Outcome(kind="fallback", reason=found.fallback_reason, **common)  # type: ignore[arg-type]
-        ids = await self._send(ref, email, found.block.recipients, claim)
-        return Outcome(
-            kind="sent", recipients=found.block.recipients, ses_message_ids=ids, **common  # type: ignore[arg-type]
+            return Outcome(kind="fallback", reason=reason, **common)  # type: ignore[arg-type]
+        ids = await self._send(ref, email, recipients, claim)
+        return Outcome(kind="sent", recipients=recipients, ses_message_ids=ids, **common)  # type: ignore[arg-type]
+
+    def _screen(self, headers: Message) -> str | None:
+        decision = screen(
+            headers, allowed_senders=self.settings.allowed_senders, spam_action=self.settings.spam_action
         )
+        return decision.quarantine
 
     async def _raw_chunks(self, ref: S3ObjectRef) -> AsyncIterator[bytes]:
         """The raw email in chunks of about read_chunk_bytes (botocore's default is 1 KiB)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
@@ -65,6 +65,7 @@ class ReadEmail:
     body_truncated: bool = False  # a body over the limit: its first bytes here, the whole as a file
     attachments: list[Attachment] = field(default_factory=list)
     size: int = 0
+    quarantine: str | None = None  # why nothing was stored and no link made
 
 
 class DryRunStore:
@@ -152,8 +153,17 @@ class _Upload:
         return Attachment(self.n, self.filename, self.content_type, self.size, self.sha.hexdigest(), stored)
 
 
-async def read_email(chunks: AsyncIterable[bytes], store: AttachmentStore, limits: Limits) -> ReadEmail:
-    """Consume the raw email once, in order; memory is bounded by the limits, not the email."""
+async def read_email(
+    chunks: AsyncIterable[bytes],
+    store: AttachmentStore,
+    limits: Limits,
+    screen: Callable[[Message], str | None] | None = None,
+) -> ReadEmail:
+    """Consume the raw email once, in order; memory is bounded by the limits, not the email.
+
+    `screen` sees the top-level headers before any part: a reason it returns quarantines the
+    email, and its attachments are then hashed but not stored.
+    """
     parser = MimeParser(
         max_header_bytes=limits.max_header_bytes, max_depth=limits.max_depth, max_parts=limits.max_parts
     )
@@ -163,7 +173,7 @@ async def read_email(chunks: AsyncIterable[bytes], store: AttachmentStore, limit
     size = 0
 
     async def handle(events: list[Event]) -> None:
-        nonlocal email, body, upload
+        nonlocal email, body, upload, store
         for event in events:
             if isinstance(event, PartData):
                 if body is not None:
@@ -196,6 +206,9 @@ async def read_email(chunks: AsyncIterable[bytes], store: AttachmentStore, limit
                     subject=decode_header_value(event.headers.get("Subject")),
                     sender=decode_header_value(event.headers.get("From")),
                 )
+                if screen is not None and (reason := screen(event.headers)) is not None:
+                    email.quarantine = reason
+                    store = DryRunStore()
 
     try:
         async for chunk in chunks:
