@@ -115,12 +115,13 @@ def attachment_name(part: PartHeader, n: int) -> str:
 
 def decode_text(data: bytes, charset: str | None) -> str:
     """Decode a body with its declared charset; an unknown charset or bad bytes never fail."""
-    name = charset or "utf-8"
     try:
-        codecs.lookup(name)
-    except LookupError:
-        name = "utf-8"
-    return data.decode(name, errors="replace")
+        # Only text encodings: a charset of "zlib" or "hex" names a bytes codec, not a charset.
+        if charset and codecs.lookup(charset)._is_text_encoding:
+            return data.decode(charset, errors="replace")
+    except (LookupError, ValueError):  # unknown, or not a name at all ("utf-8\x00")
+        pass
+    return data.decode("utf-8", errors="replace")
 
 
 class _Body:

@@ -105,3 +105,12 @@ def test_memory_does_not_grow_across_many_inputs() -> None:
     finally:
         tracemalloc.stop()
     assert after - baseline < 512 * 1024
+
+
+def test_hostile_charsets_fall_back_to_utf8() -> None:
+    """Found by the fuzzer: a NUL in the charset made codecs.lookup raise ValueError."""
+    from worker.reader import decode_text
+
+    for charset in ("utf-8\x00", "zlib_codec", "hex", "rot13", "no-such-charset", ""):
+        assert decode_text("é".encode(), charset) == "é"
+    assert decode_text("é".encode("latin-1"), "latin-1") == "é"
