@@ -11,6 +11,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from worker.config import Settings
+from worker.signing import LinkSigner, credentials_expiry_of, describe_expiry, parse_signer_secret
 
 # Botocore's standard retry mode already backs off on throttling and 5xx for each call; what it
 # cannot fix is left to SQS redelivery.
@@ -23,6 +24,7 @@ class Clients:
     sqs: Any
     sns: Any
     ses: Any  # "sesv2" or "ses" (v1), per Settings.ses_api
+    signer: LinkSigner | None = None  # signs attachment links; None: s3 with the configured expiry
 
 
 def _config(settings: Settings, **extra: Any) -> AioConfig:
@@ -57,4 +59,27 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
         sns = await stack.enter_async_context(session.create_client("sns", config=_config(settings)))
         ses_service = "sesv2" if settings.ses_api == "v2" else "ses"
         ses = await stack.enter_async_context(session.create_client(ses_service, config=_config(settings)))
-        yield Clients(s3=s3, sqs=sqs, sns=sns, ses=ses)
+        signer = await _link_signer(settings, session, stack, s3, s3_style)
+        yield Clients(s3=s3, sqs=sqs, sns=sns, ses=ses, signer=signer)
+
+
+async def _link_signer(settings: Settings, session: Any, stack: AsyncExitStack, s3: Any, s3_style: dict[str, str]) -> LinkSigner:
+    """The dedicated signer's key from Secrets Manager, else our own (possibly temporary) credentials."""
+    if settings.signer_secret_arn:
+        async with session.create_client("secretsmanager", config=_config(settings)) as secrets:
+            value = await secrets.get_secret_value(SecretId=settings.signer_secret_arn)
+        key_id, secret = parse_signer_secret(str(value.get("SecretString", "")))
+        signing_s3 = await stack.enter_async_context(
+            session.create_client(
+                "s3",
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+                config=_config(settings, s3=s3_style, signature_version="s3v4"),
+            )
+        )
+        signer = LinkSigner(signing_s3, settings.attachments_bucket, settings.link_expiry_s, lambda: None)
+    else:
+        credentials = await session.get_credentials()
+        signer = LinkSigner(s3, settings.attachments_bucket, settings.link_expiry_s, credentials_expiry_of(credentials))
+    describe_expiry(signer)
+    return signer

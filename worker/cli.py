@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     redrive = sub.add_parser("redrive", help="move DLQ messages back to the incoming queue after a fix")
     redrive.add_argument("--count", type=int, default=None, help="at most this many (default: all)")
 
+    revoke = sub.add_parser("revoke", help="make every link of one email stop working (files are kept)")
+    revoke.add_argument("message_id", nargs="?", help="the SES message id (the incoming object's name)")
+    revoke.add_argument("--key", help="revoke one attachment by its S3 key instead")
+
     local = sub.add_parser("local", help="the whole system on this machine, on an AWS emulator")
     local.add_argument("--smtp-port", type=int, default=2525, help="SMTP stand-in for SES inbound (0: any free port)")
     local.add_argument("--send-sample", nargs="?", const="alarm-with-csv", default=None, metavar="NAME|all",
@@ -64,6 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "inspect":
             settings = Settings.from_env(env, require_aws=False)
             return anyio.run(_inspect, args.file, args.json, settings)
+        if args.command == "revoke":
+            settings = Settings.from_env(env, require_aws=False)
+            if not settings.attachments_bucket:
+                raise ConfigError("SENSORMAIL_ATTACHMENTS_BUCKET: required but not set")
+            return anyio.run(_revoke, args, settings)
         if args.command in ("status", "redrive"):
             settings = Settings.from_env(env, require_aws=False)
             if not settings.queue_url:
@@ -155,3 +164,22 @@ async def _operate(args: argparse.Namespace, settings: Settings) -> int:
         print("\n".join(status.lines()))
     return 0
 
+
+
+async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    from worker.revoke import revoke
+
+    style = {"addressing_style": "path"} if settings.endpoint_url else {}
+    async with get_session().create_client("s3", config=AioConfig(s3=style)) as s3:
+        try:
+            moved = await revoke(s3, settings.attachments_bucket, settings.attachments_prefix,
+                                 message_id=args.message_id, key=args.key)
+        except ValueError as error:
+            print(f"sensormail: {error}", file=sys.stderr)
+            return 2
+    for key in moved:
+        print(f"revoked: kept as s3://{settings.attachments_bucket}/{key}")
+    return 0

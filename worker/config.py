@@ -59,6 +59,7 @@ class Settings:
     allowed_senders: tuple[str, ...] = ()  # addresses or domains; empty: anyone
     allowed_recipient_domains: tuple[str, ...] = ()  # empty: any domain
     spam_action: Literal["quarantine", "pass"] = "quarantine"
+    signer_secret_arn: str | None = None
     endpoint_url: str | None = None
     limits: Limits = field(default_factory=Limits)
 
@@ -93,6 +94,7 @@ class Settings:
             endpoint_url=r.optional_str("AWS_ENDPOINT_URL"),
             lease_s=r.integer("SENSORMAIL_LEASE_SECONDS", d.lease_s, 30, 12 * 3600),
             max_send_rate=float(r.integer("SENSORMAIL_MAX_SEND_RATE", 0, 0, 100_000)),
+            signer_secret_arn=r.optional_str("SENSORMAIL_SIGNER_SECRET_ARN"),
             allowed_senders=r.csv("SENSORMAIL_ALLOWED_SENDERS"),
             allowed_recipient_domains=r.csv("SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS"),
             spam_action=r.choice("SENSORMAIL_SPAM_ACTION", "quarantine", ("quarantine", "pass")),  # type: ignore[arg-type]

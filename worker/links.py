@@ -3,20 +3,35 @@
 Keys are `attachments/<ses-message-id>/<n>-<sanitised filename>`; the original name travels in
 `Content-Disposition` (RFC 6266) so the download is saved under it, and as an attachment, so an
 html or svg file never renders in the bucket's origin.
+
+Uploads: an attachment that fits in one part is one PutObject; a larger one is a multipart upload.
+Inside `async with store:` up to `parts_in_flight` parts of an attachment upload while the email
+goes on being read (a task group, each part holding a slot); outside it, each part uploads before
+the reading resumes. Memory for one email: the part being filled plus the parts in flight, at most
+`(parts_in_flight + 1) * part_size`; docs/performance.md has the measurements that chose them.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections import deque
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
+import anyio
+from anyio.abc import TaskGroup
+
 from worker.reader import AttachmentWriter, StoredFile
+from worker.signing import LinkSigner
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_CHARS = 100
+# Parts of one attachment uploading at once while the email is read on (inside `async with store`);
+# measured in bench/worker_e2e.py, see docs/performance.md.
+PARTS_IN_FLIGHT = 2
 
 
 def safe_name(filename: str) -> str:
@@ -47,10 +62,21 @@ def content_disposition(filename: str) -> str:
 
 
 class S3AttachmentStore:
-    """Streams each attachment into the attachments bucket and signs a GET link for it."""
+    """Streams each attachment into the attachments bucket and signs a GET link for it.
+
+    Use it as `async with store:` around the reading of one email to let part uploads overlap the
+    reading; on the way out, uploads still running are cancelled when the email failed."""
 
     def __init__(
-        self, s3: Any, bucket: str, prefix: str, message_id: str, expiry_s: int, part_size: int
+        self,
+        s3: Any,
+        bucket: str,
+        prefix: str,
+        message_id: str,
+        expiry_s: int,
+        part_size: int,
+        parts_in_flight: int | None = None,
+        signer: LinkSigner | None = None,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -58,12 +84,36 @@ class S3AttachmentStore:
         self.message_id = message_id
         self.expiry_s = expiry_s
         self.part_size = part_size
+        self.parts_in_flight = PARTS_IN_FLIGHT if parts_in_flight is None else parts_in_flight
+        self._uploads: TaskGroup | None = None
+        self.signer = signer  # knows the signing credentials' real lifetime (worker/signing.py)
+
+    async def __aenter__(self) -> S3AttachmentStore:
+        if self.parts_in_flight > 0:
+            group = anyio.create_task_group()
+            await group.__aenter__()
+            self._uploads = group
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        group, self._uploads = self._uploads, None
+        if group is None:
+            return
+        if exc is not None:  # the email failed: its writer aborted; stop what still uploads
+            group.cancel_scope.cancel()
+        # The email's own exception is not handed to the task group, which would wrap it in an
+        # ExceptionGroup: it propagates unchanged, so the consumer classifies it as it is.
+        await group.__aexit__(None, None, None)
 
     async def open(self, n: int, filename: str, content_type: str) -> AttachmentWriter:
         key = attachment_key(self.prefix, self.message_id, n, filename)
         return _S3Writer(self, key, filename, content_type)
 
     async def sign(self, key: str) -> StoredFile:
+        if self.signer is not None:
+            return await self.signer.sign(key)
         url = await self.s3.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.expiry_s
         )
@@ -72,7 +122,12 @@ class S3AttachmentStore:
 
 
 class _S3Writer:
-    """One object: a single PutObject when it fits in one part, else a multipart upload."""
+    """One object: a single PutObject when it fits in one part, else a multipart upload.
+
+    Written data is kept as the pieces it came in and joined once per part (one copy). A part
+    uploads in the store's task group when there is one, holding one of `parts_in_flight` slots,
+    so `write` waits only when every slot is taken; a failed part's error is raised by the next
+    `write` or `finish`, and `abort` cancels the parts still uploading before it aborts."""
 
     def __init__(self, store: S3AttachmentStore, key: str, filename: str, content_type: str) -> None:
         self.store = store
@@ -83,45 +138,108 @@ class _S3Writer:
             "ContentType": content_type or "application/octet-stream",
             "ContentDisposition": content_disposition(filename),
         }
-        self.buffer = bytearray()
+        self.pieces: deque[bytes | memoryview] = deque()
+        self.buffered = 0  # bytes in pieces
         self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
+        self.etags: dict[int, str] = {}  # part number -> ETag
+        self.next_part = 1
+        self.slots = anyio.Semaphore(max(1, store.parts_in_flight))
+        self.running: set[anyio.CancelScope] = set()
+        self.error: Exception | None = None
 
     async def write(self, data: bytes) -> None:
-        self.buffer += data
-        while len(self.buffer) >= self.store.part_size:
-            await self._upload_part(self.store.part_size)
+        self._raise_failed()
+        if data:
+            self.pieces.append(data)
+            self.buffered += len(data)
+        while self.buffered >= self.store.part_size:
+            await self._send(self._take(self.store.part_size))
 
-    async def _upload_part(self, size: int) -> None:
+    def _take(self, size: int) -> bytes:
+        """The first `size` buffered bytes as one object."""
+        out: list[bytes | memoryview] = []
+        need = size
+        while need:
+            piece = self.pieces.popleft()
+            if len(piece) > need:
+                view = memoryview(piece)
+                self.pieces.appendleft(view[need:])
+                piece = view[:need]
+            out.append(piece)
+            need -= len(piece)
+        self.buffered -= size
+        return b"".join(out)
+
+    async def _send(self, body: bytes) -> None:
         s3 = self.store.s3
         if self.upload_id is None:
             created = await s3.create_multipart_upload(**self.object_args)
             self.upload_id = str(created["UploadId"])
-        body = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        number = len(self.parts) + 1
-        done = await s3.upload_part(
+        number, self.next_part = self.next_part, self.next_part + 1
+        group = self.store._uploads
+        if group is None:
+            await self._upload_part(number, body)
+            return
+        await self.slots.acquire()
+        if self.error is not None:
+            self.slots.release()
+            self._raise_failed()
+        group.start_soon(self._part_task, number, body)
+
+    async def _part_task(self, number: int, body: bytes) -> None:
+        try:
+            with anyio.CancelScope() as scope:  # abort() cancels it; an outer cancellation passes
+                self.running.add(scope)
+                await self._upload_part(number, body)
+        except Exception as error:  # raised in the reading task, where the email's error belongs
+            self.error = self.error or error
+        finally:
+            self.running.discard(scope)
+            self.slots.release()
+
+    async def _upload_part(self, number: int, body: bytes) -> None:
+        done = await self.store.s3.upload_part(
             Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
         )
-        self.parts.append({"PartNumber": number, "ETag": done["ETag"]})
+        self.etags[number] = done["ETag"]
+
+    async def _settle(self) -> None:
+        """Wait until no part of this object is uploading."""
+        if self.store._uploads is None and not self.running:
+            return
+        slots = max(1, self.store.parts_in_flight)
+        for _ in range(slots):
+            await self.slots.acquire()
+        for _ in range(slots):
+            self.slots.release()
+
+    def _raise_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
 
     async def finish(self) -> StoredFile:
         s3 = self.store.s3
         if self.upload_id is None:
-            await s3.put_object(Body=bytes(self.buffer), **self.object_args)
+            await s3.put_object(Body=self._take(self.buffered), **self.object_args)
         else:
-            if self.buffer:
-                await self._upload_part(len(self.buffer))
+            if self.buffered:
+                await self._send(self._take(self.buffered))
+            await self._settle()
+            self._raise_failed()
             await s3.complete_multipart_upload(
                 Bucket=self.store.bucket,
                 Key=self.key,
                 UploadId=self.upload_id,
-                MultipartUpload={"Parts": self.parts},
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]},
             )
-        self.buffer = bytearray()
         return await self.store.sign(self.key)
 
     async def abort(self) -> None:
+        for scope in list(self.running):
+            scope.cancel()
+        await self._settle()
+        self.pieces.clear()
+        self.buffered = 0
         if self.upload_id is not None:
             await self.store.s3.abort_multipart_upload(
                 Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id

@@ -100,6 +100,7 @@ class Pipeline:
             ref.message_id,
             self.settings.link_expiry_s,
             self.settings.part_size_bytes,
+            signer=self.aws.signer,
         )
         email = await read_email(self._raw_chunks(ref), store, self.settings.limits, self._screen)
         found = choose_recipients(email.text, email.html, self.settings.recipient_marker)

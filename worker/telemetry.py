@@ -7,6 +7,7 @@ one canonical line per email (`email processed`) with its outcome, duration and 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -27,6 +28,28 @@ class _TextFormatter(logging.Formatter):
         return f"{base} {extras}" if extras else base
 
 
+_SECRET_PARAMS = re.compile(r"(X-Amz-(?:Signature|Security-Token|Credential)=)[^&\s\"']+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """A pre-signed URL with its signature, token and credential replaced: safe to log."""
+    return _SECRET_PARAMS.sub(r"\1REDACTED", text)
+
+
+class RedactingFilter(logging.Filter):
+    """No log line carries a usable pre-signed URL: not in the message, not in any field."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "X-Amz-" in record.msg:
+            record.msg = redact(record.msg)
+        if record.args:
+            record.msg, record.args = redact(record.getMessage()), None
+        for name, value in list(record.__dict__.items()):
+            if name not in _STANDARD and isinstance(value, str) and "X-Amz-" in value:
+                setattr(record, name, redact(value))
+        return True
+
+
 def configure_logging(level: str = "INFO", *, stream: TextIO | None = None, json: bool | None = None) -> None:
     """Install one handler on the root logger; `json=None` picks JSON unless the stream is a tty."""
     out = stream or sys.stdout
@@ -42,6 +65,7 @@ def configure_logging(level: str = "INFO", *, stream: TextIO | None = None, json
     else:
         formatter = _TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
     handler.setFormatter(formatter)
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
