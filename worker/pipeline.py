@@ -129,10 +129,7 @@ class Pipeline:
         return Outcome(kind="sent", recipients=recipients, ses_message_ids=ids, **common)  # type: ignore[arg-type]
 
     def _screen(self, headers: Message) -> str | None:
-        decision = screen(
-            headers, allowed_senders=self.settings.allowed_senders, spam_action=self.settings.spam_action
-        )
-        return decision.quarantine
+        return screen(headers, allowed_senders=self.settings.allowed_senders, spam_action=self.settings.spam_action)
 
     async def _raw_chunks(self, ref: S3ObjectRef) -> AsyncIterator[bytes]:
         """The raw email in chunks of about read_chunk_bytes (botocore's default is 1 KiB)."""

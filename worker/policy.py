@@ -77,33 +77,28 @@ def sender_addresses(headers: Message) -> list[str]:
     return [addr for _, addr in getaddresses(values) if addr]
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What to do with an email before anything is stored: None means go ahead."""
-
-    quarantine: str | None = None  # a reason: nothing stored, no links, fallback notice only
-
-
 def screen(
     headers: Message,
     *,
     allowed_senders: Sequence[str],
     spam_action: Literal["quarantine", "pass"],
-) -> Decision:
-    """Virus FAIL: quarantined, nothing stored. Spam FAIL: as configured. A sender outside the
-    allowlist, or one whose SPF and DKIM both failed: quarantined."""
+) -> str | None:
+    """Why the email is quarantined (nothing stored, no links, fallback notice), or None.
+
+    Virus FAIL: quarantined. Spam FAIL: as configured. A sender outside the allowlist, or one whose
+    SPF and DKIM both failed: quarantined."""
     verdicts = ses_verdicts(headers)
     if verdicts.virus == "FAIL":
-        return Decision("virus verdict FAIL")
+        return "virus verdict FAIL"
     if verdicts.spam == "FAIL" and spam_action == "quarantine":
-        return Decision("spam verdict FAIL")
+        return "spam verdict FAIL"
     if allowed_senders:
         senders = sender_addresses(headers)
         if not senders or not all(_matches(s, allowed_senders) for s in senders):
-            return Decision(f"sender not allowed: {', '.join(senders) or 'none'}")
+            return f"sender not allowed: {', '.join(senders) or 'none'}"
         if verdicts.spf in ("fail", "softfail") and verdicts.dkim == "fail":
-            return Decision("sender failed SPF and DKIM")
-    return Decision()
+            return "sender failed SPF and DKIM"
+    return None
 
 
 def split_recipients(recipients: Sequence[str], allowed_domains: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

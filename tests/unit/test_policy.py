@@ -28,7 +28,7 @@ def test_verdicts_come_from_the_ses_block() -> None:
 def test_a_forged_verdict_below_the_ses_block_is_ignored() -> None:
     forged = SES_BLOCK + b"X-SES-Virus-Verdict: PASS\r\nFrom: a@devices.example.com\r\n"
     assert ses_verdicts(headers(forged)).virus == "FAIL"
-    assert screen(headers(forged), allowed_senders=(), spam_action="pass").quarantine == "virus verdict FAIL"
+    assert screen(headers(forged), allowed_senders=(), spam_action="pass") == "virus verdict FAIL"
 
 
 def test_forged_verdicts_without_an_ses_block_are_not_trusted() -> None:
@@ -39,25 +39,25 @@ def test_forged_verdicts_without_an_ses_block_are_not_trusted() -> None:
 
 def test_spam_fail_is_configurable() -> None:
     spam = SES_BLOCK.replace(b"Spam-Verdict: PASS", b"Spam-Verdict: FAIL").replace(b"Virus-Verdict: FAIL", b"Virus-Verdict: PASS")
-    assert screen(headers(spam), allowed_senders=(), spam_action="quarantine").quarantine == "spam verdict FAIL"
-    assert screen(headers(spam), allowed_senders=(), spam_action="pass").quarantine is None
+    assert screen(headers(spam), allowed_senders=(), spam_action="quarantine") == "spam verdict FAIL"
+    assert screen(headers(spam), allowed_senders=(), spam_action="pass") is None
 
 
 def test_sender_allowlist_checks_envelope_and_from() -> None:
     clean = SES_BLOCK.replace(b"Virus-Verdict: FAIL", b"Virus-Verdict: PASS").replace(b"dkim=fail", b"dkim=pass")
     ok = headers(clean + b"From: Pump <station7@devices.example.com>\r\n")
-    assert screen(ok, allowed_senders=("devices.example.com",), spam_action="pass").quarantine is None
+    assert screen(ok, allowed_senders=("devices.example.com",), spam_action="pass") is None
     spoofed_from = headers(clean + b"From: ceo@bank.example\r\n")
     decision = screen(spoofed_from, allowed_senders=("devices.example.com",), spam_action="pass")
-    assert decision.quarantine is not None and "ceo@bank.example" in decision.quarantine
+    assert decision is not None and "ceo@bank.example" in decision
     exact = screen(ok, allowed_senders=("station7@devices.example.com",), spam_action="pass")
-    assert exact.quarantine is None
+    assert exact is None
 
 
 def test_spf_and_dkim_both_failing_is_refused_even_from_an_allowed_domain() -> None:
     bad = SES_BLOCK.replace(b"Virus-Verdict: FAIL", b"Virus-Verdict: PASS").replace(b"spf=pass", b"spf=fail")
     d = screen(headers(bad + b"From: station7@devices.example.com\r\n"), allowed_senders=("devices.example.com",), spam_action="pass")
-    assert d.quarantine == "sender failed SPF and DKIM"
+    assert d == "sender failed SPF and DKIM"
 
 
 def test_recipient_domain_allowlist() -> None:
