@@ -92,3 +92,17 @@ def html_of(msg: EmailMessage) -> str:
     content = body.get_content()
     assert isinstance(content, str)
     return content
+
+
+async def queue_depth(aws: Any, url: str) -> int:
+    """Messages waiting plus messages in flight."""
+    attrs = await aws.sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
+    a = attrs["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+
+
+async def queue_empty(aws: Any, url: str) -> bool:
+    return await queue_depth(aws, url) == 0

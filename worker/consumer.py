@@ -26,6 +26,7 @@ from worker.config import Settings
 from worker.errors import PermanentError, RetryableError, classify, describe
 from worker.events import Ignored, S3ObjectRef, decode_body
 from worker.pipeline import Outcome, Pipeline
+from worker.sending import pace_to_account
 from worker.telemetry import emf
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,11 @@ class Consumer:
             reason = describe(error)
             if classify(error) is RetryableError:
                 hint = error.retry_after_s if isinstance(error, RetryableError) else None
-                delay = _backoff(held.receive_count) if hint is None else min(MAX_BACKOFF_S, int(hint) + 1)
+                # A hint (a lease that ends then) is a latest time to look again, not a minimum:
+                # the other handler usually finishes well before its lease ends.
+                delay = _backoff(held.receive_count)
+                if hint is not None:
+                    delay = min(delay, int(hint) + 1)
                 logger.warning("transient failure; will retry", extra={**log, "error": reason, "retry_in_s": delay})
                 await self._release(held, delay)
             else:
@@ -160,6 +165,7 @@ class Consumer:
                 "bytes": outcome.size,
                 "attachments": len(outcome.attachments),
                 "recipients": len(outcome.recipients),
+                "skipped": len(outcome.skipped),
                 "reason": outcome.reason,
                 **emf(outcome.kind, duration, len(outcome.attachments), stored),
             },
@@ -253,6 +259,8 @@ async def serve(
             await serve(settings, on_outcome, clients=aws, stop=stop)
         return
     consumer = Consumer(settings, clients, on_outcome)
+    # One call at start-up: pace sends to the account's max send rate across all handlers.
+    await pace_to_account(clients.ses, settings.ses_api, settings.max_send_rate, consumer.pipeline.send_rate)
     logger.info("worker started", extra={"queue_url": settings.queue_url, "concurrency": settings.concurrency})
     async with anyio.create_task_group() as root:
         async with anyio.create_task_group() as handlers:

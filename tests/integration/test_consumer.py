@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import put_incoming, sent_to, wait_for
+from tests.helpers import put_incoming, queue_depth, queue_empty, sent_to, wait_for
 from worker.aws import Clients
 from worker.config import Limits, Settings
 from worker.consumer import serve
@@ -18,15 +18,6 @@ from worker.local.provision import LocalResources
 from worker.pipeline import Outcome
 
 pytestmark = pytest.mark.anyio
-
-
-async def queue_depth(aws: Clients, url: str) -> int:
-    attrs = await aws.sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )
-    a = attrs["Attributes"]
-    return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
 
 
 async def run_until(settings: Settings, aws: Clients, done: Any, timeout: float = 30) -> list[Outcome]:
@@ -57,12 +48,8 @@ async def test_s3_event_to_sent_email_and_deleted_message(
 
     assert [(o.kind, o.ref.key) for o in outcomes] == [("sent", ref.key)]
     assert len(sent_to(emulator, ref.message_id)) == 1
-    assert await wait_for(lambda: _empty(aws, settings.queue_url))
+    assert await wait_for(lambda: queue_empty(aws, settings.queue_url))
     assert await queue_depth(aws, resources.dlq_url) == 0
-
-
-async def _empty(aws: Clients, url: str) -> bool:
-    return await queue_depth(aws, url) == 0
 
 
 async def test_not_an_event_goes_to_the_dlq_with_its_reason(
@@ -138,7 +125,7 @@ async def test_setup_notification_and_test_event_are_acknowledged_not_processed(
                 outcomes.append(o)
 
             tg.start_soon(lambda: serve(settings, seen, clients=aws, stop=stop))
-            await wait_for(lambda: _empty(aws, settings.queue_url))
+            await wait_for(lambda: queue_empty(aws, settings.queue_url))
             stop.set()
     assert outcomes == []
     assert await queue_depth(aws, resources.dlq_url) == 0
@@ -161,7 +148,7 @@ async def test_heartbeat_keeps_a_slow_email_invisible_so_it_is_handled_once(
             stop = anyio.Event()
             tg.start_soon(lambda: serve(short, slow, clients=aws, stop=stop))
             await wait_for(lambda: outcomes)
-            await wait_for(lambda: _empty(aws, short.queue_url), timeout=30)
+            await wait_for(lambda: queue_empty(aws, short.queue_url), timeout=30)
             stop.set()
     assert len(outcomes) == 1
     assert len(sent_to(emulator, ref.message_id)) == 1

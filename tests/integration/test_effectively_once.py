@@ -11,8 +11,8 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import put_incoming, sent_to, wait_for
-from tests.integration.test_consumer import queue_depth, run_until
+from tests.helpers import put_incoming, queue_depth, queue_empty, sent_to, wait_for
+from tests.integration.test_consumer import run_until
 from worker.aws import Clients
 from worker.config import Settings
 from worker.ledger import InProgressElsewhere, Ledger, LostClaim, Record
@@ -66,12 +66,8 @@ async def test_duplicated_sqs_events_with_two_handlers_send_once(
     kinds = sorted(o.kind for o in outcomes)
     assert kinds == ["duplicate", "duplicate", "sent"]
     assert len(sent_to(emulator, ref.message_id)) == 1
-    assert await wait_for(lambda: _zero(aws, settings.queue_url))
+    assert await wait_for(lambda: queue_empty(aws, settings.queue_url))
     assert await queue_depth(aws, resources.dlq_url) == 0
-
-
-async def _zero(aws: Clients, url: str) -> bool:
-    return await queue_depth(aws, url) == 0
 
 
 async def test_a_retry_after_a_partial_send_sends_only_the_missing_batches(

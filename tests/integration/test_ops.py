@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.integration.test_consumer import queue_depth
+from tests.helpers import queue_depth
 from worker.aws import Clients
 from worker.config import Settings
 from worker.local.provision import LocalResources

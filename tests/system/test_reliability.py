@@ -18,8 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import put_incoming, sent_to, wait_for
-from tests.integration.test_consumer import queue_depth
+from tests.helpers import put_incoming, queue_depth, queue_empty, sent_to, wait_for
 from worker.aws import Clients
 from worker.config import Settings
 from worker.local.emulator import Emulator
@@ -93,7 +92,7 @@ async def test_sigkill_at_random_points_loses_nothing_and_duplicates_at_most_one
         stop(worker, signal.SIGKILL)
     worker = start(env)
     try:
-        await wait_for(lambda: _empty(aws, settings.queue_url), timeout=150, interval=1)
+        await wait_for(lambda: queue_empty(aws, settings.queue_url), timeout=150, interval=1)
     finally:
         assert stop(worker) == 0
 
@@ -107,10 +106,6 @@ async def test_sigkill_at_random_points_loses_nothing_and_duplicates_at_most_one
     assert lost == []
     assert duplicates <= kills
     assert await queue_depth(aws, resources.dlq_url) == 0
-
-
-async def _empty(aws: Clients, url: str) -> bool:
-    return await queue_depth(aws, url) == 0
 
 
 async def test_sigterm_during_a_large_email_exits_0_within_the_drain_time_and_loses_nothing(
