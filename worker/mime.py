@@ -189,7 +189,7 @@ def _chunk_text(chunk: bytes | str, charset: str | None) -> str:
         return chunk
     try:  # no charset: decode_header's raw-unicode-escape; unknown-8bit: UTF-8, as policy.default
         return chunk.decode(charset or "raw-unicode-escape", "replace")
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or not a name at all ("utf-8\x00")
         return chunk.decode("utf-8", "replace")
 
 

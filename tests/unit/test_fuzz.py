@@ -114,3 +114,11 @@ def test_hostile_charsets_fall_back_to_utf8() -> None:
     for charset in ("utf-8\x00", "zlib_codec", "hex", "rot13", "no-such-charset", ""):
         assert decode_text("é".encode(), charset) == "é"
     assert decode_text("é".encode("latin-1"), "latin-1") == "é"
+
+
+def test_hostile_encoded_word_charsets_never_raise() -> None:
+    """Found by the fuzzer: an encoded word whose charset holds a NUL."""
+    from worker.mime import decode_header_value
+
+    assert decode_header_value("=?utf-8\x00?q?caf=C3=A9?= ok").endswith("ok")
+    assert decode_header_value("=?x\x00y?b?AAAA?=") is not None
