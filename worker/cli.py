@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import anyio
 from botocore.exceptions import NoRegionError
 
-from worker.config import Settings
+from worker.config import DEFAULT_HEALTH_FILE, Settings
 from worker.errors import ConfigError, MalformedEmail
 from worker.reader import DryRunStore, ReadEmail, read_email
 from worker.telemetry import configure_logging
@@ -36,12 +37,30 @@ def _parser() -> argparse.ArgumentParser:
     redrive = sub.add_parser("redrive", help="move DLQ messages back to the incoming queue after a fix")
     redrive.add_argument("--count", type=int, default=None, help="at most this many (default: all)")
 
+    health = sub.add_parser("health", help="container health check: exit 0 while the worker's event loop runs")
+    health.add_argument("--max-age", type=float, default=60.0, help="seconds since the worker last touched its health file")
+
     revoke = sub.add_parser("revoke", help="make every link of one email stop working (files are kept)")
     revoke.add_argument("message_id", nargs="?", help="the SES message id (the incoming object's name)")
     revoke.add_argument("--key", help="revoke one attachment by its S3 key instead")
 
+    creds = sub.add_parser("smtp-credentials", help="a device's SES SMTP settings (user name, password) from an IAM access key")
+    creds.add_argument("--access-key-id", help="default: AWS_ACCESS_KEY_ID")
+    creds.add_argument("--secret-access-key", help="default: AWS_SECRET_ACCESS_KEY")
+    creds.add_argument("--secret-id", help="read the key from this Secrets Manager secret (as deploy/sending.yaml stores it)")
+    creds.add_argument("--region", help="SES region the device sends through (default: AWS_REGION)")
+    creds.add_argument("--intake", help="the intake address (default: SENSORMAIL_INTAKE_ADDRESS)")
+    creds.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_parser("pause", help="kill switch: stop all outgoing email now; incoming email waits in the queue")
+    resume = sub.add_parser("resume", help="undo `pause`: SES sending enabled, the service scaled back")
+    resume.add_argument("--min-tasks", type=int, help="autoscaling minimum (default: as before the pause)")
+    resume.add_argument("--max-tasks", type=int, help="autoscaling maximum (default: as before the pause)")
+    resume.add_argument("--desired", type=int, help="tasks to start now (default: as before the pause, at least 1)")
+
     local = sub.add_parser("local", help="the whole system on this machine, on an AWS emulator")
     local.add_argument("--smtp-port", type=int, default=2525, help="SMTP stand-in for SES inbound (0: any free port)")
+    local.add_argument("--smtps-port", type=int, default=None,
+                       help="its implicit-TLS port, like SES's 465 (default 2465; any free port with --smtp-port 0)")
     local.add_argument("--send-sample", nargs="?", const="alarm-with-csv", default=None, metavar="NAME|all",
                        help="send a bundled sample once ready (alarm-with-csv, html-two-images, "
                             "no-recipients, or all)")
@@ -57,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = os.environ
-    configure_logging(env.get("SENSORMAIL_LOG_LEVEL", "INFO"), stream=sys.stderr if args.command in ("inspect", "local") else None)
+    configure_logging(env.get("SENSORMAIL_LOG_LEVEL", "INFO"), stream=sys.stderr if args.command in ("inspect", "local", "smtp-credentials", "pause", "resume") else None)
     try:
         if args.command == "run":
             settings = Settings.from_env(env)
@@ -68,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "inspect":
             settings = Settings.from_env(env, require_aws=False)
             return anyio.run(_inspect, args.file, args.json, settings)
+        if args.command == "health":
+            return _health(env.get("SENSORMAIL_HEALTH_FILE") or DEFAULT_HEALTH_FILE, args.max_age)
         if args.command == "revoke":
             settings = Settings.from_env(env, require_aws=False)
             if not settings.attachments_bucket:
@@ -78,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not settings.queue_url:
                 raise ConfigError("SENSORMAIL_QUEUE_URL: required but not set")
             return anyio.run(_operate, args, settings)
+        if args.command == "smtp-credentials":
+            return anyio.run(_smtp_credentials, args, Settings.from_env(env, require_aws=False), dict(env))
+        if args.command in ("pause", "resume"):
+            return anyio.run(_kill_switch, args, Settings.from_env(env, require_aws=False))
         if args.command == "local":
             from worker.local.run import run_local
 
@@ -182,4 +207,68 @@ async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
             return 2
     for key in moved:
         print(f"revoked: kept as s3://{settings.attachments_bucket}/{key}")
+    return 0
+
+
+async def _smtp_credentials(args: argparse.Namespace, settings: Settings, env: dict[str, str]) -> int:
+    from worker.smtp_credentials import DeviceKey, device_settings, parse_device_secret
+
+    if args.secret_id:
+        from aiobotocore.session import get_session
+
+        async with get_session().create_client("secretsmanager") as secrets:
+            value = await secrets.get_secret_value(SecretId=args.secret_id)
+        try:
+            key = parse_device_secret(str(value.get("SecretString", "")))
+        except ValueError as error:
+            print(f"sensormail: {args.secret_id}: {error}", file=sys.stderr)
+            return 2
+    else:
+        key = DeviceKey(args.access_key_id or env.get("AWS_ACCESS_KEY_ID", ""),
+                        args.secret_access_key or env.get("AWS_SECRET_ACCESS_KEY", ""))
+    region = args.region or key.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not (key.access_key_id and key.secret_access_key):
+        raise ConfigError("AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: give the device key (or --secret-id)")
+    if not region:
+        raise ConfigError("AWS_REGION: the SES region the device sends through (or --region)")
+    device = device_settings(key.access_key_id, key.secret_access_key, region,
+                             args.intake or key.intake or settings.intake_address)
+    print(json.dumps(device.as_dict()) if args.json else "\n".join(device.lines()))
+    return 0
+
+
+async def _kill_switch(args: argparse.Namespace, settings: Settings) -> int:
+    from contextlib import AsyncExitStack
+
+    from aiobotocore.session import get_session
+
+    from worker import killswitch
+
+    target = killswitch.Target(settings.configuration_set, settings.ses_api, settings.ecs_cluster, settings.ecs_service)
+    if not target.configuration_set and not (target.cluster and target.service):
+        raise ConfigError("SENSORMAIL_CONFIGURATION_SET: required (and SENSORMAIL_ECS_CLUSTER, SENSORMAIL_ECS_SERVICE)")
+    session = get_session()
+    async with AsyncExitStack() as stack:
+        ses, ecs, scaling = [
+            await stack.enter_async_context(session.create_client(name))
+            for name in ("sesv2" if settings.ses_api == "v2" else "ses", "ecs", "application-autoscaling")
+        ]
+        if args.command == "pause":
+            report = await killswitch.pause(ses, ecs, scaling, target)
+        else:
+            report = await killswitch.resume(ses, ecs, scaling, target, min_tasks=args.min_tasks,
+                                             max_tasks=args.max_tasks, desired=args.desired)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def _health(path: str, max_age_s: float) -> int:
+    try:
+        age = time.time() - os.path.getmtime(path)
+    except OSError:
+        print(f"unhealthy: {path} missing (SENSORMAIL_HEALTH_FILE)", file=sys.stderr)
+        return 1
+    if age > max_age_s:
+        print(f"unhealthy: the worker last touched {path} {age:.0f} s ago", file=sys.stderr)
+        return 1
     return 0

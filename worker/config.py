@@ -16,6 +16,7 @@ from worker.errors import ConfigError
 T = TypeVar("T")
 
 DEFAULT_MARKER = ":Email_Rxers_Code:"
+DEFAULT_HEALTH_FILE = "/tmp/sensormail-alive"  # read by `sensormail health`, the container check
 MiB = 1024 * 1024
 # SigV4 pre-signed URLs are capped at 7 days by S3.
 MAX_LINK_EXPIRY_S = 7 * 24 * 3600
@@ -60,6 +61,10 @@ class Settings:
     allowed_recipient_domains: tuple[str, ...] = ()  # empty: any domain
     spam_action: Literal["quarantine", "pass"] = "quarantine"
     signer_secret_arn: str | None = None
+    health_file: str = DEFAULT_HEALTH_FILE  # touched every 15 s while the event loop runs
+    ecs_cluster: str | None = None  # the kill switch (`sensormail pause`) scales this service to zero
+    ecs_service: str | None = None
+    intake_address: str | None = None  # the secret address devices send to (`sensormail smtp-credentials`)
     endpoint_url: str | None = None
     limits: Limits = field(default_factory=Limits)
 
@@ -95,6 +100,10 @@ class Settings:
             lease_s=r.integer("SENSORMAIL_LEASE_SECONDS", d.lease_s, 30, 12 * 3600),
             max_send_rate=float(r.integer("SENSORMAIL_MAX_SEND_RATE", 0, 0, 100_000)),
             signer_secret_arn=r.optional_str("SENSORMAIL_SIGNER_SECRET_ARN"),
+            health_file=r.optional_str("SENSORMAIL_HEALTH_FILE") or DEFAULT_HEALTH_FILE,
+            ecs_cluster=r.optional_str("SENSORMAIL_ECS_CLUSTER"),
+            ecs_service=r.optional_str("SENSORMAIL_ECS_SERVICE"),
+            intake_address=r.optional_str("SENSORMAIL_INTAKE_ADDRESS"),
             allowed_senders=r.csv("SENSORMAIL_ALLOWED_SENDERS"),
             allowed_recipient_domains=r.csv("SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS"),
             spam_action=r.choice("SENSORMAIL_SPAM_ACTION", "quarantine", ("quarantine", "pass")),  # type: ignore[arg-type]

@@ -241,6 +241,22 @@ async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
             return
 
 
+HEALTH_INTERVAL_S = 15
+
+
+async def _touch_health_file(path: str) -> None:
+    """Prove the event loop turns: the container health check (`sensormail health`) reads the
+    file's age. A loop blocked by a runaway parse or a deadlock stops touching it."""
+    target = anyio.Path(path)
+    while True:
+        try:
+            await target.touch()
+        except OSError as error:
+            logger.warning("cannot write the health file", extra={"path": path, "error": str(error)})
+            return
+        await anyio.sleep(HEALTH_INTERVAL_S)
+
+
 async def _cancel_on_event(scope: anyio.CancelScope, event: anyio.Event) -> None:
     await event.wait()
     scope.cancel()
@@ -266,6 +282,7 @@ async def serve(
         async with anyio.create_task_group() as handlers:
             with anyio.CancelScope() as polling:
                 root.start_soon(_cancel_on_signal, polling)
+                root.start_soon(_touch_health_file, settings.health_file)
                 if stop is not None:
                     root.start_soon(_cancel_on_event, polling, stop)
                 await consumer.poll(handlers)

@@ -84,9 +84,9 @@ METRICS_NAMESPACE = "Sensormail"
 def emf(outcome: str, duration_s: float, attachments: int = 0, stored_bytes: int = 0) -> dict[str, Any]:
     """CloudWatch embedded-metric-format fields for the canonical per-email log line.
 
-    Merged into that line's JSON: CloudWatch (through the agent or FireLens) turns it into the
-    metrics EmailsProcessed, ProcessingLatency, AttachmentsStored and BytesStored by Outcome;
-    without an agent the same line still feeds log metric filters. Costs no API call.
+    Merged into that line's JSON: CloudWatch Logs extracts the metrics EmailsProcessed,
+    ProcessingLatency, AttachmentsStored and BytesStored by Outcome from the log event itself
+    (the awslogs driver's PutLogEvents is enough; no agent needed). Costs no API call.
     """
     return {
         "_aws": {

@@ -295,7 +295,7 @@ def test_the_container_drains_before_sigkill(service: Stack) -> None:
     assert worker["dockerLabels"] == {"sensormail.signer-key": "task-role"}
     assert worker["readonlyRootFilesystem"] is True
     assert worker["mountPoints"] == [{"sourceVolume": "tmp", "containerPath": "/tmp"}]
-    assert worker["healthCheck"]["command"] == ["CMD", "python", "-c", "import worker.consumer"]
+    assert worker["healthCheck"]["command"] == ["CMD", "sensormail", "health", "--max-age", "60"]
     options = worker["logConfiguration"]["options"]
     assert worker["logConfiguration"]["logDriver"] == "awslogs"
     assert options["awslogs-group"] == service.outputs["LogGroupName"]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -126,3 +127,18 @@ def test_run_with_a_missing_setting_exits_non_zero_naming_it() -> None:
 def test_inspect_of_a_missing_file() -> None:
     done = subprocess.run([*SENSORMAIL, "inspect", "/nonexistent.eml"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no such file" in done.stderr
+
+
+def test_health_follows_the_worker_health_file(tmp_path: Path) -> None:
+    import time as _time
+
+    health = tmp_path / "alive"
+    env = {**os.environ, "SENSORMAIL_HEALTH_FILE": str(health)}
+    check = [*SENSORMAIL, "health", "--max-age", "5"]
+    assert subprocess.run(check, env=env, capture_output=True, timeout=30).returncode == 1  # no file yet
+    health.touch()
+    assert subprocess.run(check, env=env, capture_output=True, timeout=30).returncode == 0
+    old = _time.time() - 60
+    os.utime(health, (old, old))
+    stale = subprocess.run(check, env=env, capture_output=True, text=True, timeout=30)
+    assert stale.returncode == 1 and "60 s ago" in stale.stderr
