@@ -18,7 +18,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 INCOMING_PREFIX = "incoming/"
-MAX_RECEIVE_COUNT = 5
+MAX_RECEIVE_COUNT = 10  # as deploy/pipeline.yaml's default
 
 
 @dataclass(frozen=True, slots=True)
