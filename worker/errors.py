@@ -70,6 +70,10 @@ _RETRYABLE_CODES = frozenset(
         "ProvisionedThroughputExceededException",
         "RequestLimitExceeded",
         "LimitExceededException",  # SESv2: sending rate exceeded
+        # Sending paused (the kill switch, `sensormail pause`, or SES itself): the email waits.
+        "SendingPausedException",  # SESv2: account or configuration set paused
+        "AccountSendingPausedException",  # SES v1
+        "ConfigurationSetSendingPausedException",  # SES v1
         "ServiceUnavailable",
         "ServiceUnavailableException",
         "InternalError",

@@ -11,7 +11,7 @@ Errors propagate: the consumer settles the SQS message by their class.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any, Literal
@@ -30,6 +30,7 @@ from worker.policy import screen, split_recipients
 from worker.links import S3AttachmentStore
 from worker.ratelimit import TokenBucket
 from worker.reader import Attachment, ReadEmail, read_email
+from worker.sending import SuppressionList, UnverifiedRecipients, sandbox_rejection
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Outcome:
     attachments: tuple[Attachment, ...] = ()
     reason: str | None = None  # why the fallback topic got it
     ses_message_ids: tuple[str, ...] = field(default=())
+    skipped: tuple[str, ...] = ()  # recipients on the SES suppression list, with the reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,8 @@ class Pipeline:
         self.aws = aws
         self.ledger = Ledger(aws.s3, settings.attachments_bucket, settings.state_prefix, settings.lease_s)
         self.send_rate = TokenBucket(settings.max_send_rate)
+        # SES v1 has no suppression-list API; SES itself still drops suppressed recipients.
+        self.suppression = SuppressionList(aws.ses if settings.ses_api == "v2" else None)
         # The one window that can duplicate a send is "SES accepted, record not yet written".
         # Only one handler at a time is inside it, so a killed worker duplicates at most one email.
         self.send_window = anyio.Lock()
@@ -111,6 +115,12 @@ class Pipeline:
         reason = email.quarantine or found.fallback_reason
         if reason is None and not recipients:
             reason = "no recipient in the allowed domains"
+        suppressed = await self.suppression.reasons(recipients) if reason is None else {}
+        skipped = tuple(f"{address} (suppressed: {why})" for address, why in suppressed.items())
+        if skipped:
+            logger.warning("suppressed recipients skipped", extra={"s3_key": ref.key, "skipped": list(skipped)[:20]})
+            if len(suppressed) == len(recipients) and not claim.record.sent_batches:
+                reason = "all recipients suppressed"
         common = dict(
             ref=ref,
             subject=email.subject,
@@ -118,15 +128,28 @@ class Pipeline:
             size=email.size,
             rejected=rejected,
             attachments=tuple(email.attachments),
+            skipped=skipped,
         )
         if reason is not None:
-            await self.ledger.renew_if_needed(claim)
-            async with self.send_window:
-                await self._publish_fallback(ref, email, reason, rejected)
-                await self.ledger.finish(claim, "fallback")
+            await self._fallback(claim, ref, email, reason, rejected + skipped)
             return Outcome(kind="fallback", reason=reason, **common)  # type: ignore[arg-type]
-        ids = await self._send(ref, email, recipients, claim)
-        return Outcome(kind="sent", recipients=recipients, ses_message_ids=ids, **common)  # type: ignore[arg-type]
+        try:
+            ids = await self._send(ref, email, recipients, claim, suppressed)
+        except UnverifiedRecipients as refusal:
+            # The SES sandbox: retrying cannot help and the email is fine, so the fallback topic gets it.
+            logger.warning("SES sandbox refused unverified recipients", extra={"s3_key": ref.key, "error": str(refusal)})
+            unverified = rejected + tuple(f"{a} (not verified in the SES sandbox)" for a in refusal.addresses)
+            await self._fallback(claim, ref, email, str(refusal), unverified + skipped)
+            common["rejected"] = unverified
+            return Outcome(kind="fallback", reason=str(refusal), ses_message_ids=claim.record.ses_message_ids, **common)  # type: ignore[arg-type]
+        sent_to = tuple(r for r in recipients if r not in suppressed)
+        return Outcome(kind="sent", recipients=sent_to, ses_message_ids=ids, **common)  # type: ignore[arg-type]
+
+    async def _fallback(self, claim: Claim, ref: S3ObjectRef, email: ReadEmail, reason: str, rejected: tuple[str, ...]) -> None:
+        await self.ledger.renew_if_needed(claim)
+        async with self.send_window:
+            await self._publish_fallback(ref, email, reason, rejected)
+            await self.ledger.finish(claim, "fallback")
 
     def _screen(self, headers: Message) -> str | None:
         return screen(headers, allowed_senders=self.settings.allowed_senders, spam_action=self.settings.spam_action)
@@ -173,7 +196,9 @@ class Pipeline:
             TopicArn=self.settings.fallback_topic_arn, Subject=subject, Message=message
         )
 
-    async def _send(self, ref: S3ObjectRef, email: ReadEmail, to: tuple[str, ...], claim: Claim) -> tuple[str, ...]:
+    async def _send(
+        self, ref: S3ObjectRef, email: ReadEmail, to: tuple[str, ...], claim: Claim, suppressed: Mapping[str, str]
+    ) -> tuple[str, ...]:
         text, html = visible_bodies(email, self.settings.recipient_marker)
         note = (
             "The message body was too long to include in full; the whole body is attached."
@@ -183,6 +208,11 @@ class Pipeline:
         batches = rcpt.batches(to)
         for n, batch in enumerate(batches):
             if n in claim.record.sent_batches:  # sent by an earlier attempt
+                continue
+            # Batches stay positional over the whole list (the record counts them), so suppressed
+            # recipients are left out within their batch, never by shifting the others.
+            batch = tuple(r for r in batch if r not in suppressed)
+            if not batch:
                 continue
             await self.ledger.renew_if_needed(claim)
             raw = compose_email(
@@ -197,13 +227,13 @@ class Pipeline:
             )
             await self.send_rate.acquire()
             async with self.send_window:
-                ses_id = await self._send_raw(raw)
+                ses_id = await self._send_raw(raw, batch)
                 # Until this write lands, a crash would send the batch again: nothing in between.
                 await self.ledger.record_send(claim, n, ses_id, last=n == len(batches) - 1)
         await self.ledger.finish(claim, "sent")
         return claim.record.ses_message_ids
 
-    async def _send_raw(self, raw: bytes) -> str:
+    async def _send_raw(self, raw: bytes, batch: tuple[str, ...]) -> str:
         """One SES send; recipients are read from the message's To: header."""
         extra: dict[str, Any] = {}
         if self.settings.configuration_set:
@@ -218,6 +248,9 @@ class Pipeline:
                     Source=self.settings.sender, RawMessage={"Data": raw}, **extra
                 )
         except ClientError as error:
+            refusal = sandbox_rejection(error, self.settings.sender, batch)
+            if refusal is not None:
+                raise refusal from error
             kind = classify(error)
             raise kind(f"SES refused the email: {describe(error)}") from error
         return str(response.get("MessageId", ""))

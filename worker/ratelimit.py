@@ -15,6 +15,12 @@ class TokenBucket:
         self.updated: float | None = None
         self.lock = anyio.Lock()
 
+    def set_rate(self, rate_per_s: float) -> None:
+        """A new rate (0: unlimited), e.g. the account's max send rate read at start-up."""
+        self.rate = rate_per_s
+        self.capacity = max(1.0, rate_per_s)
+        self.tokens = min(self.tokens, self.capacity)
+
     async def acquire(self, tokens: float = 1.0) -> None:
         if self.rate <= 0:
             return

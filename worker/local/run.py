@@ -12,7 +12,9 @@ import hashlib
 import os
 import re
 import smtplib
+import ssl
 import sys
+import tempfile
 from collections.abc import MutableMapping
 from importlib import resources as package_files
 from pathlib import Path
@@ -27,11 +29,16 @@ from worker.consumer import serve
 from worker.local.emulator import start_emulator
 from worker.local.provision import INCOMING_PREFIX, provision
 from worker.local.smtp import start_smtp
+from worker.local.tls import make_certificate
 from worker.pipeline import Outcome
+from worker.smtp_credentials import DeviceSettings, device_settings
 
 DEFAULT_INTAKE = "intake-7f3k@mail.example.com"
 SAMPLES = ("alarm-with-csv.eml", "html-two-images.eml", "no-recipients.eml")
 ONCE_TIMEOUT_S = 120
+# A made-up device key (never valid on AWS): the stand-in's SMTP user name and password are derived
+# from it exactly as `sensormail smtp-credentials` derives a real device's.
+LOCAL_DEVICE_KEY = ("AKIASENSORMAILLOCAL1", "sensormailLocalDeviceKeyNotASecret000000")
 
 
 def sample_paths(which: str) -> list[Path]:
@@ -75,16 +82,26 @@ async def _show(outcome: Outcome, http: aiohttp.ClientSession) -> None:
         ]
     if outcome.rejected:
         lines.append(f"          dropped invalid recipients: {', '.join(outcome.rejected)}")
+    if outcome.skipped:
+        lines.append(f"          skipped (SES suppression list): {', '.join(outcome.skipped)}")
     for a, check in zip(outcome.attachments, checks):
         lines.append(f"          {a.filename} ({human_size(a.size)}, {a.content_type}) [{check}]")
         lines.append(f"            {a.stored.url}")
     _out("\n".join(lines) + "\n")
 
 
-def _send_over_smtp(port: int, intake: str, path: Path) -> None:
+def settings_region(env: MutableMapping[str, str]) -> str:
+    """The region SMTP credentials are derived for (the emulator's, us-east-1 by default)."""
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+
+
+def _send_over_smtp(port: int, intake: str, path: Path, device: DeviceSettings, tls: ssl.SSLContext) -> None:
+    """As a device does it: STARTTLS, AUTH, then the email."""
     # SMTP lines end in CRLF; .eml files on disk often use LF (smtplib fixes str, not bytes).
     data = re.sub(rb"\r?\n", b"\r\n", path.read_bytes())
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.starttls(context=tls)
+        smtp.login(device.username, device.password)
         smtp.sendmail("station7@devices.example.com", [intake], data)
 
 
@@ -109,9 +126,22 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
             await aws.s3.put_object(
                 Bucket=resources.incoming_bucket, Key=INCOMING_PREFIX + "AMAZON_SES_SETUP_NOTIFICATION", Body=b""
             )
-            smtp = await start_smtp(aws.s3, resources.incoming_bucket, intake, args.smtp_port)
+            # Like SES SMTP: a certificate (self-signed, made now), STARTTLS, AUTH with device credentials.
+            cert_dir = tempfile.TemporaryDirectory(prefix="sensormail-smtp-")
+            cert = make_certificate(Path(cert_dir.name))
+            tls_port = args.smtps_port if args.smtps_port is not None else (0 if args.smtp_port == 0 else 2465)
+            region = settings_region(env)
+            device = device_settings(*LOCAL_DEVICE_KEY, region, intake, host="127.0.0.1")
+            smtp = await start_smtp(aws.s3, resources.incoming_bucket, intake, args.smtp_port,
+                                    tls=cert.server_context(), credentials=(device.username, device.password),
+                                    tls_port=tls_port)
             _out(f"sensormail local: AWS emulator ({emulator.kind}) at {emulator.url}")
-            _out(f"  send mail to {intake} via SMTP 127.0.0.1:{smtp.port} (the SES inbound stand-in)")
+            _out(f"  send mail to {intake} through the SES SMTP stand-in on 127.0.0.1:")
+            _out(f"    port {smtp.port} (STARTTLS), port {smtp.tls_port} (TLS)")
+            _out(f"    user name {device.username}")
+            _out(f"    password  {device.password}")
+            _out(f"    certificate (self-signed, trust it with --cafile / -CAfile): {cert.cert_path}")
+            _out(f"    try: openssl s_client -starttls smtp -crlf -connect 127.0.0.1:{smtp.port} -CAfile {cert.cert_path}")
             _out("  worker settings (for `docker run -e ...` against this emulator):")
             for name, value in {**overrides, "AWS_ENDPOINT_URL": emulator.url}.items():
                 _out(f"    {name}={value}")
@@ -133,7 +163,8 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
                 for path in to_send:
                     _out(f"sending {path.name} over SMTP ...")
                     try:
-                        await anyio.to_thread.run_sync(_send_over_smtp, smtp.port, intake, path)
+                        await anyio.to_thread.run_sync(_send_over_smtp, smtp.port, intake, path, device,
+                                                       cert.client_context())
                     except (smtplib.SMTPException, OSError) as error:
                         print(f"sensormail: {path.name} was refused: {error}", file=sys.stderr)
                         expected -= 1
@@ -148,4 +179,5 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
                         print(f"sensormail: only {len(handled)} of {expected} emails handled in time", file=sys.stderr)
                         done.set()
             await smtp.close()
+            cert_dir.cleanup()
     return 1 if failed else 0

@@ -3,25 +3,46 @@
 It accepts mail for the intake address only, and stores each message in the incoming bucket
 under `incoming/<message id>` exactly as the SES receipt rule's S3 action would: the raw
 message with SES's trace and verdict headers prepended. S3 then notifies the queue.
+
+Given a certificate and credentials it speaks like SES SMTP, so a device's settings can be tried
+here as they will be used in production: STARTTLS on the main port (nothing but EHLO, STARTTLS,
+NOOP and QUIT before it: "530 Must issue a STARTTLS command first"), implicit TLS on a second
+port (465-style), AUTH LOGIN or PLAIN only over TLS, "535 Authentication Credentials Invalid"
+for wrong credentials and "530 Authentication required" for MAIL without AUTH.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import hmac
 import secrets
+import ssl
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from worker.local.provision import INCOMING_PREFIX
 
 logger = logging.getLogger(__name__)
 
+
+class _NoLoginDataNotice(logging.Filter):
+    """aiosmtpd 1.4 logs a deprecation notice of its own on every successful AUTH."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_NoLoginDataNotice())
+
 # SES inbound refuses messages over 40 MB.
 SES_INBOUND_MAX_BYTES = 40 * 1024 * 1024
+# What SES SMTP answers to wrong credentials and to MAIL before AUTH.
+SES_AUTH_INVALID = "535 Authentication Credentials Invalid"
+SES_AUTH_REQUIRED = "530 Authentication required"
 
 
 def ses_message_id() -> str:
@@ -48,11 +69,34 @@ def ses_headers(message_id: str, mail_from: str, rcpt: str, peer: str) -> bytes:
 class IntakeHandler:
     """aiosmtpd handler: RCPT only for the intake address, DATA stored in the incoming bucket."""
 
-    def __init__(self, s3: Any, bucket: str, intake: str) -> None:
+    def __init__(self, s3: Any, bucket: str, intake: str, credentials: tuple[str, str] | None = None) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.intake = intake.lower()
+        self.credentials = credentials  # (user name, password); None: no AUTH, as before
         self.stored: list[str] = []
+
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        """aiosmtpd authenticator for LOGIN and PLAIN: the one user name and password."""
+        if self.credentials is not None and isinstance(auth_data, LoginPassword):
+            user, password = (v.encode() for v in self.credentials)
+            user_ok = hmac.compare_digest(auth_data.login, user)
+            password_ok = hmac.compare_digest(auth_data.password, password)
+            if user_ok and password_ok:
+                return AuthResult(success=True, auth_data=auth_data)
+        logger.warning("SMTP authentication refused", extra={"peer": str(session.peer)})
+        return AuthResult(success=False, handled=False, message=SES_AUTH_INVALID)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        if self.credentials is not None and not session.authenticated:
+            return SES_AUTH_REQUIRED
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -84,22 +128,64 @@ class IntakeHandler:
 class SmtpStandIn:
     server: asyncio.base_events.Server
     handler: IntakeHandler
+    tls_server: asyncio.base_events.Server | None = None  # implicit TLS (465-style)
 
     @property
     def port(self) -> int:
         return int(self.server.sockets[0].getsockname()[1])
 
+    @property
+    def tls_port(self) -> int | None:
+        return int(self.tls_server.sockets[0].getsockname()[1]) if self.tls_server is not None else None
+
     async def close(self) -> None:
-        self.server.close()
-        await self.server.wait_closed()
+        for server in (self.server, self.tls_server):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
 
 
-async def start_smtp(s3: Any, bucket: str, intake: str, port: int, host: str = "127.0.0.1") -> SmtpStandIn:
-    handler = IntakeHandler(s3, bucket, intake)
+async def start_smtp(
+    s3: Any,
+    bucket: str,
+    intake: str,
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    tls: ssl.SSLContext | None = None,
+    credentials: tuple[str, str] | None = None,
+    tls_port: int | None = None,
+) -> SmtpStandIn:
+    """Plain SMTP without `tls`; with it, STARTTLS required on `port` and, when `tls_port` is not
+    None, implicit TLS there (0: any free port). `credentials` make AUTH required."""
+    handler = IntakeHandler(s3, bucket, intake, credentials)
+    auth: dict[str, Any] = {"authenticator": handler.authenticate} if credentials is not None else {}
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="inbound-smtp.local", data_size_limit=SES_INBOUND_MAX_BYTES),
+        lambda: SMTP(
+            handler,
+            hostname="inbound-smtp.local",
+            data_size_limit=SES_INBOUND_MAX_BYTES,
+            tls_context=tls,
+            require_starttls=tls is not None,
+            **auth,
+        ),
         host=host,
         port=port,
     )
-    return SmtpStandIn(server, handler)
+    tls_server = None
+    if tls is not None and tls_port is not None:
+        # The whole connection is TLS: AUTH may come at once.
+        tls_server = await loop.create_server(
+            lambda: SMTP(
+                handler,
+                hostname="inbound-smtp.local",
+                data_size_limit=SES_INBOUND_MAX_BYTES,
+                auth_require_tls=False,
+                **auth,
+            ),
+            host=host,
+            port=tls_port,
+            ssl=tls,
+        )
+    return SmtpStandIn(server, handler, tls_server)
