@@ -11,7 +11,9 @@ class TokenBucket:
     def __init__(self, rate_per_s: float, burst: float | None = None) -> None:
         self.rate = rate_per_s
         self.capacity = burst if burst is not None else max(1.0, rate_per_s)
-        self.tokens = self.capacity
+        # Start with one token, not a full bucket: a full start lets the first second send twice
+        # the rate, which SES would throttle.
+        self.tokens = min(1.0, self.capacity)
         self.updated: float | None = None
         self.lock = anyio.Lock()
 

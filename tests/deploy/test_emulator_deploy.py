@@ -317,6 +317,8 @@ def test_task_role_resolves_to_the_pipelines_resources(service: Stack, pipeline:
                                  [pipeline.outputs["QueueArn"]]),
         "DeadLetterPermanentFailures": (["sqs:SendMessage"], [pipeline.outputs["DeadLetterQueueArn"]]),
         "PublishFallbackNotices": (["sns:Publish"], [pipeline.outputs["FallbackTopicArn"]]),
+        "ReadSendingQuotaAndSuppressions": (
+            ["ses:GetAccount", "ses:GetAccountSendingEnabled", "ses:GetSendQuota", "ses:GetSuppressedDestination"], ["*"]),
         "SendAsTheSender": (["ses:SendEmail", "ses:SendRawEmail"], [
             f"arn:aws:ses:{arn_prefix}:identity/{SENDER}", f"arn:aws:ses:{arn_prefix}:identity/{domain}"]),
     }

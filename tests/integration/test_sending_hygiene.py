@@ -195,11 +195,10 @@ async def test_sends_are_paced_to_the_configured_rate_across_all_handlers(
         for ref in refs:
             tg.start_soon(handle, ref)
     stamps = sorted(ses.send_times)
-    burst = int(rate)  # the bucket starts full: one second's worth at once
-    measured = (len(stamps) - burst) / (stamps[-1] - stamps[0])
-    print(f"configured {rate}/s; measured {measured:.2f}/s over {len(stamps)} sends after a burst of {burst}")
+    measured = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    print(f"configured {rate}/s; measured {measured:.2f}/s over {len(stamps)} sends")
     assert len(stamps) == count
-    assert measured <= rate * 1.1
+    assert rate * 0.7 <= measured <= rate * 1.1
 
 
 async def test_start_up_quota_read_on_an_emulator_without_get_account(
