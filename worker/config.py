@@ -97,7 +97,7 @@ class Settings:
             read_chunk_bytes=r.integer("SENSORMAIL_READ_CHUNK_BYTES", d.read_chunk_bytes, 4096, 64 * MiB),
             part_size_bytes=r.integer("SENSORMAIL_PART_SIZE_BYTES", d.part_size_bytes, MIN_PART_SIZE, 512 * MiB),
             endpoint_url=r.optional_str("AWS_ENDPOINT_URL"),
-            lease_s=r.integer("SENSORMAIL_LEASE_SECONDS", d.lease_s, 30, 12 * 3600),
+            lease_s=r.integer("SENSORMAIL_LEASE_SECONDS", d.lease_s, 10, 12 * 3600),
             max_send_rate=float(r.integer("SENSORMAIL_MAX_SEND_RATE", 0, 0, 100_000)),
             signer_secret_arn=r.optional_str("SENSORMAIL_SIGNER_SECRET_ARN"),
             health_file=r.optional_str("SENSORMAIL_HEALTH_FILE") or DEFAULT_HEALTH_FILE,

@@ -35,7 +35,7 @@ def worker_env(resources: LocalResources, settings: Settings, **extra: str) -> d
         "SENSORMAIL_SES_API": settings.ses_api,
         "SENSORMAIL_WAIT_SECONDS": "1",
         "SENSORMAIL_VISIBILITY_SECONDS": "10",
-        "SENSORMAIL_LEASE_SECONDS": "30",
+        "SENSORMAIL_LEASE_SECONDS": "15",
         "SENSORMAIL_DRAIN_SECONDS": "5",
         "SENSORMAIL_CONCURRENCY": "8",
         **extra,
@@ -73,6 +73,7 @@ async def fallback_ids(aws: Clients, resources: LocalResources) -> list[str]:
             await aws.sqs.delete_message(QueueUrl=resources.fallback_inbox_url, ReceiptHandle=m["ReceiptHandle"])
 
 
+@pytest.mark.timeout(300)
 async def test_sigkill_at_random_points_loses_nothing_and_duplicates_at_most_one_per_kill(
     settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator
 ) -> None:
@@ -92,7 +93,7 @@ async def test_sigkill_at_random_points_loses_nothing_and_duplicates_at_most_one
         stop(worker, signal.SIGKILL)
     worker = start(env)
     try:
-        await wait_for(lambda: queue_empty(aws, settings.queue_url), timeout=150, interval=1)
+        await wait_for(lambda: queue_empty(aws, settings.queue_url), timeout=240, interval=1)
     finally:
         assert stop(worker) == 0
 
