@@ -13,21 +13,6 @@ No recipients is not an error: it is the fallback outcome.
 
 from __future__ import annotations
 
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    IncompleteReadError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-)
-
-try:  # aiohttp's errors surface directly from aiobotocore's streaming bodies
-    from aiohttp import ClientError as AiohttpClientError
-except ImportError:  # pragma: no cover - aiohttp comes with aiobotocore
-    AiohttpClientError = OSError  # type: ignore[misc,assignment]
-
 
 class WorkerError(Exception):
     """Base of every error sensormail raises on purpose."""
@@ -96,6 +81,19 @@ def classify(error: BaseException) -> type[RetryableError] | type[PermanentError
     Checked against the API that raises it: SES `MessageRejected`, S3 `NoSuchKey`, SNS
     `InvalidParameter` are permanent; throttling, any 5xx and connection trouble are not.
     """
+    # Imported here, not at the top: `sensormail inspect` and the parser never touch AWS, and
+    # botocore + aiohttp cost a third of a second to import.
+    from aiohttp import ClientError as AiohttpClientError
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        IncompleteReadError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+    )
+
     if isinstance(error, RetryableError):
         return RetryableError
     if isinstance(error, PermanentError):
@@ -126,6 +124,8 @@ def classify(error: BaseException) -> type[RetryableError] | type[PermanentError
 
 def describe(error: BaseException) -> str:
     """A one-line reason fit for a log field, a DLQ message attribute or a fallback notice."""
+    from botocore.exceptions import ClientError
+
     if isinstance(error, ClientError):
         err = error.response.get("Error", {})
         op = error.operation_name
