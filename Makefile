@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test local bench clean
+.PHONY: setup demo test local clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -14,7 +14,7 @@ from email.message import EmailMessage, Message
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from worker.errors import MalformedEmail
@@ -247,6 +247,10 @@ SOUP = [
 @given(st.lists(st.tuples(st.sampled_from(SOUP), st.sampled_from(["\n", "\r\n"])), max_size=40), chunk_sizes)
 def test_line_soup_matches_stdlib(lines: list[tuple[str, str]], sizes: list[int]) -> None:
     """Random lines from a MIME-ish vocabulary: nesting, repeated and unclosed delimiters, bad base64."""
+    text = " ".join(line for line, _ in lines)
+    # A deliberate divergence (module docstring): a message/* part is a leaf whose transfer
+    # encoding we remove, while the stdlib parses an encoded one as a message.
+    assume(not ("Transfer-Encoding" in text and ("message/rfc822" in text or "multipart/digest" in text)))
     assert_like_stdlib("".join(line + eol for line, eol in lines).encode(), sizes)
 
 
