@@ -11,9 +11,12 @@ from typing import Any
 
 import anyio
 
+from worker.config import Settings
+from worker.consumer import serve
 from worker.events import S3ObjectRef
 from worker.local.emulator import Emulator, sent_emails
 from worker.local.provision import INCOMING_PREFIX, LocalResources
+from worker.pipeline import Outcome
 
 
 async def put_incoming(aws: Any, resources: LocalResources, raw: bytes, message_id: str | None = None) -> S3ObjectRef:
@@ -106,3 +109,22 @@ async def queue_depth(aws: Any, url: str) -> int:
 
 async def queue_empty(aws: Any, url: str) -> bool:
     return await queue_depth(aws, url) == 0
+
+
+async def run_until(settings: Settings, aws: Any, done: Any, timeout: float = 30) -> list[Outcome]:
+    """Run the worker until `done(outcomes)` is true, then stop it as SIGTERM would."""
+    outcomes: list[Outcome] = []
+    stop = anyio.Event()
+
+    async def seen(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+
+    async def watch() -> None:
+        await wait_for(lambda: done(outcomes), timeout=timeout)
+        stop.set()
+
+    with anyio.fail_after(timeout + settings.drain_timeout_s + 5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await serve(settings, seen, clients=aws, stop=stop)
+    return outcomes

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import put_incoming, queue_depth, queue_empty, sent_to, wait_for
+from tests.helpers import put_incoming, queue_depth, queue_empty, run_until, sent_to, wait_for
 from worker.aws import Clients
 from worker.config import Limits, Settings
 from worker.consumer import serve
@@ -18,25 +18,6 @@ from worker.local.provision import LocalResources
 from worker.pipeline import Outcome
 
 pytestmark = pytest.mark.anyio
-
-
-async def run_until(settings: Settings, aws: Clients, done: Any, timeout: float = 30) -> list[Outcome]:
-    """Run the worker until `done(outcomes)` is true, then stop it as SIGTERM would."""
-    outcomes: list[Outcome] = []
-    stop = anyio.Event()
-
-    async def seen(outcome: Outcome) -> None:
-        outcomes.append(outcome)
-
-    async def watch() -> None:
-        await wait_for(lambda: done(outcomes), timeout=timeout)
-        stop.set()
-
-    with anyio.fail_after(timeout + settings.drain_timeout_s + 5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            await serve(settings, seen, clients=aws, stop=stop)
-    return outcomes
 
 
 async def test_s3_event_to_sent_email_and_deleted_message(

@@ -11,8 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import put_incoming, queue_depth, queue_empty, sent_to, wait_for
-from tests.integration.test_consumer import run_until
+from tests.helpers import put_incoming, queue_depth, queue_empty, run_until, sent_to, wait_for
 from worker.aws import Clients
 from worker.config import Settings
 from worker.ledger import InProgressElsewhere, Ledger, LostClaim, Record

@@ -20,11 +20,10 @@ import anyio
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.helpers import fallback_notices, put_incoming, queue_depth, queue_empty, sent_to, wait_for
+from tests.helpers import fallback_notices, put_incoming, queue_depth, queue_empty, run_until, sent_to, wait_for
 from worker.aws import Clients
 from worker.cli import main
 from worker.config import Settings
-from worker.consumer import serve
 from worker.errors import RetryableError
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources
@@ -81,24 +80,6 @@ class SesAsAccount:
 def v2_only(settings: Settings) -> None:
     if settings.ses_api != "v2":
         pytest.skip("the suppression list and this sandbox stand-in are SESv2")
-
-
-async def run_until(settings: Settings, aws: Clients, done: Any, timeout: float = 30) -> list[Outcome]:
-    outcomes: list[Outcome] = []
-    stop = anyio.Event()
-
-    async def seen(outcome: Outcome) -> None:
-        outcomes.append(outcome)
-
-    async def watch() -> None:
-        await wait_for(lambda: done(outcomes), timeout=timeout)
-        stop.set()
-
-    with anyio.fail_after(timeout + settings.drain_timeout_s + 5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            await serve(settings, seen, clients=aws, stop=stop)
-    return outcomes
 
 
 async def test_sandbox_rejection_ends_in_the_fallback_topic_not_a_retry_or_the_dlq(
