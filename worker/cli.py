@@ -126,7 +126,7 @@ async def file_chunks(path: Path, size: int = INSPECT_CHUNK) -> AsyncIterator[by
 
 def inspect_report(email: ReadEmail, marker: str) -> dict[str, Any]:
     """The `inspect --json` object of DESIGN.md."""
-    from worker.pipeline import choose_recipients
+    from worker.recipients import choose_recipients
 
     found = choose_recipients(email.text, email.html, marker)
     return {

@@ -52,26 +52,6 @@ class Outcome:
     skipped: tuple[str, ...] = ()  # recipients on the SES suppression list, with the reason
 
 
-@dataclass(frozen=True, slots=True)
-class Recipients:
-    block: rcpt.RecipientBlock
-    fallback_reason: str | None
-
-
-def choose_recipients(text: str | None, html: str | None, marker: str) -> Recipients:
-    """The recipient block from the text body, else from the html body read as text."""
-    block = rcpt.find_recipients(text, marker) if text is not None else None
-    if (block is None or not block.found) and html is not None:
-        block = rcpt.find_recipients_in_html(html, marker)
-    if block is None:
-        return Recipients(rcpt.RecipientBlock((), (), False), "no text or html body")
-    if not block.found:
-        return Recipients(block, "no recipient block")
-    if not block.recipients:
-        return Recipients(block, "recipient block has no valid address")
-    return Recipients(block, None)
-
-
 def visible_bodies(email: ReadEmail, marker: str) -> tuple[str, str | None]:
     """The text and html that recipients see: the recipient blocks removed."""
     text = rcpt.remove_blocks(email.text, marker) if email.text is not None else None
@@ -107,7 +87,7 @@ class Pipeline:
             signer=self.aws.signer,
         )
         email = await read_email(self._raw_chunks(ref), store, self.settings.limits, self._screen)
-        found = choose_recipients(email.text, email.html, self.settings.recipient_marker)
+        found = rcpt.choose_recipients(email.text, email.html, self.settings.recipient_marker)
         recipients, outside = split_recipients(found.block.recipients, self.settings.allowed_recipient_domains)
         rejected = found.block.rejected + tuple(f"{r} (domain not allowed)" for r in outside)
         if rejected:

@@ -250,3 +250,23 @@ def _balanced(kinds: Iterable[str]) -> bool:
         elif kind[0] == "-" and (not stack or stack.pop() != kind[1:]):
             return False
     return not stack
+
+
+@dataclass(frozen=True, slots=True)
+class Recipients:
+    block: RecipientBlock
+    fallback_reason: str | None
+
+
+def choose_recipients(text: str | None, html: str | None, marker: str) -> Recipients:
+    """The recipient block from the text body, else from the html body read as text."""
+    block = find_recipients(text, marker) if text is not None else None
+    if (block is None or not block.found) and html is not None:
+        block = find_recipients_in_html(html, marker)
+    if block is None:
+        return Recipients(RecipientBlock((), (), False), "no text or html body")
+    if not block.found:
+        return Recipients(block, "no recipient block")
+    if not block.recipients:
+        return Recipients(block, "recipient block has no valid address")
+    return Recipients(block, None)
