@@ -161,31 +161,17 @@ async def start_smtp(
     handler = IntakeHandler(s3, bucket, intake, credentials)
     auth: dict[str, Any] = {"authenticator": handler.authenticate} if credentials is not None else {}
     loop = asyncio.get_running_loop()
+
+    def session(**extra: Any) -> SMTP:
+        return SMTP(handler, hostname="inbound-smtp.local", data_size_limit=SES_INBOUND_MAX_BYTES, **auth, **extra)
+
     server = await loop.create_server(
-        lambda: SMTP(
-            handler,
-            hostname="inbound-smtp.local",
-            data_size_limit=SES_INBOUND_MAX_BYTES,
-            tls_context=tls,
-            require_starttls=tls is not None,
-            **auth,
-        ),
-        host=host,
-        port=port,
+        lambda: session(tls_context=tls, require_starttls=tls is not None), host=host, port=port
     )
     tls_server = None
     if tls is not None and tls_port is not None:
         # The whole connection is TLS: AUTH may come at once.
         tls_server = await loop.create_server(
-            lambda: SMTP(
-                handler,
-                hostname="inbound-smtp.local",
-                data_size_limit=SES_INBOUND_MAX_BYTES,
-                auth_require_tls=False,
-                **auth,
-            ),
-            host=host,
-            port=tls_port,
-            ssl=tls,
+            lambda: session(auth_require_tls=False), host=host, port=tls_port, ssl=tls
         )
     return SmtpStandIn(server, handler, tls_server)
