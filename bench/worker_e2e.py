@@ -200,9 +200,9 @@ def run_case(
         env["SENSORMAIL_PART_SIZE_BYTES"] = str(part_size)
     if read_chunk:
         env["SENSORMAIL_READ_CHUNK_BYTES"] = str(read_chunk)
-    cmd = [*(WORKER_PYTHON or [c.python()]), *PROFILE, str(Path(__file__).resolve().parent / "_worker.py")]
     if parts_in_flight is not None:
-        cmd += ["--parts-in-flight", str(parts_in_flight)]
+        env["SENSORMAIL_PARTS_IN_FLIGHT"] = str(parts_in_flight)
+    cmd = [*(WORKER_PYTHON or [c.python()]), *PROFILE, "-m", "worker", "run"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     worker = WorkerRun(proc)
     try:

@@ -8,12 +8,12 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import anyio
-from botocore.exceptions import NoRegionError
 
 from worker.config import DEFAULT_HEALTH_FILE, Settings
 from worker.errors import ConfigError, MalformedEmail
@@ -110,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"sensormail: configuration error: {error}", file=sys.stderr)
         return 2
-    except NoRegionError:
+    except Exception as error:
+        if not _no_region(error):
+            raise
         print("sensormail: configuration error: AWS_REGION: not set, and no region in the AWS config", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -118,9 +120,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(f"unknown command {args.command}")
 
 
+def _no_region(error: Exception) -> bool:
+    # botocore is imported only by the commands that talk to AWS (`inspect` never loads it).
+    exceptions = sys.modules.get("botocore.exceptions")
+    return exceptions is not None and isinstance(error, exceptions.NoRegionError)
+
+
 async def file_chunks(path: Path, size: int = INSPECT_CHUNK) -> AsyncIterator[bytes]:
-    async with await anyio.open_file(path, "rb") as f:
-        while chunk := await f.read(size):
+    """The file in chunks; the next one is read on a thread while the caller parses this one.
+    (Waiting for it blocks the event loop, which in `inspect` has nothing else to run.)"""
+    with open(path, "rb") as f, ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as reader:
+        ahead = reader.submit(f.read, size)
+        while chunk := ahead.result():
+            ahead = reader.submit(f.read, size)
             yield chunk
 
 

@@ -52,6 +52,7 @@ class Settings:
     wait_time_s: int = 20
     read_chunk_bytes: int = 1 * MiB
     part_size_bytes: int = 8 * MiB
+    parts_in_flight: int = 2  # parts of one attachment uploading while the email is read on
     attachments_prefix: str = "attachments/"
     state_prefix: str = "state/"
     lease_s: int = 120
@@ -96,6 +97,7 @@ class Settings:
             wait_time_s=r.integer("SENSORMAIL_WAIT_SECONDS", d.wait_time_s, 0, 20),
             read_chunk_bytes=r.integer("SENSORMAIL_READ_CHUNK_BYTES", d.read_chunk_bytes, 4096, 64 * MiB),
             part_size_bytes=r.integer("SENSORMAIL_PART_SIZE_BYTES", d.part_size_bytes, MIN_PART_SIZE, 512 * MiB),
+            parts_in_flight=r.integer("SENSORMAIL_PARTS_IN_FLIGHT", d.parts_in_flight, 0, 16),
             endpoint_url=r.optional_str("AWS_ENDPOINT_URL"),
             lease_s=r.integer("SENSORMAIL_LEASE_SECONDS", d.lease_s, 10, 12 * 3600),
             max_send_rate=float(r.integer("SENSORMAIL_MAX_SEND_RATE", 0, 0, 100_000)),

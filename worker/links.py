@@ -6,9 +6,11 @@ html or svg file never renders in the bucket's origin.
 
 Uploads: an attachment that fits in one part is one PutObject; a larger one is a multipart upload.
 Inside `async with store:` up to `parts_in_flight` parts of an attachment upload while the email
-goes on being read (a task group, each part holding a slot); outside it, each part uploads before
-the reading resumes. Memory for one email: the part being filled plus the parts in flight, at most
-`(parts_in_flight + 1) * part_size`; docs/performance.md has the measurements that chose them.
+goes on being read (a task group, each part holding a slot); outside it, or with 0 in flight, each
+part uploads before the reading resumes. Memory for one email: the part being filled plus the
+parts in flight, `(parts_in_flight + 1) * part_size` (and on Python before 3.12.9 aiohttp copies
+each part once more as it sends it); docs/performance.md has the measurements that chose the
+defaults (8 MiB, 2 in flight).
 """
 
 from __future__ import annotations
@@ -29,9 +31,6 @@ from worker.signing import LinkSigner
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_CHARS = 100
-# Parts of one attachment uploading at once while the email is read on (inside `async with store`);
-# measured in bench/worker_e2e.py, see docs/performance.md.
-PARTS_IN_FLIGHT = 2
 
 
 def safe_name(filename: str) -> str:
@@ -75,7 +74,7 @@ class S3AttachmentStore:
         message_id: str,
         expiry_s: int,
         part_size: int,
-        parts_in_flight: int | None = None,
+        parts_in_flight: int,
         signer: LinkSigner | None = None,
     ) -> None:
         self.s3 = s3
@@ -84,7 +83,7 @@ class S3AttachmentStore:
         self.message_id = message_id
         self.expiry_s = expiry_s
         self.part_size = part_size
-        self.parts_in_flight = PARTS_IN_FLIGHT if parts_in_flight is None else parts_in_flight
+        self.parts_in_flight = parts_in_flight
         self._uploads: TaskGroup | None = None
         self.signer = signer  # knows the signing credentials' real lifetime (worker/signing.py)
 

@@ -84,9 +84,11 @@ class Pipeline:
             ref.message_id,
             self.settings.link_expiry_s,
             self.settings.part_size_bytes,
+            self.settings.parts_in_flight,
             signer=self.aws.signer,
         )
-        email = await read_email(self._raw_chunks(ref), store, self.settings.limits, self._screen)
+        async with store:  # part uploads overlap the reading; an email that fails cancels its own
+            email = await read_email(self._raw_chunks(ref), store, self.settings.limits, self._screen)
         found = rcpt.choose_recipients(email.text, email.html, self.settings.recipient_marker)
         recipients, outside = split_recipients(found.block.recipients, self.settings.allowed_recipient_domains)
         rejected = found.block.rejected + tuple(f"{r} (domain not allowed)" for r in outside)

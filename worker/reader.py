@@ -9,7 +9,6 @@ attachment on the way, so the store only has to keep bytes.
 from __future__ import annotations
 
 import codecs
-import hashlib
 import logging
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import anyio
 
 from worker.config import Limits
 from worker.errors import MalformedEmail
+from worker.hashing import StreamHash
 from worker.mime import Event, MessageHeaders, MimeParser, PartData, PartEnd, PartHeader, PartStart, decode_header_value
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class _Upload:
         self.content_type = content_type
         self.writer = writer
         self.size = 0
-        self.sha = hashlib.sha256()
+        self.sha = StreamHash()
 
     async def write(self, data: bytes) -> None:
         self.size += len(data)

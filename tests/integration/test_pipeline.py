@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from email.message import EmailMessage
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.helpers import attachments_of, fallback_notices, html_of, put_incoming, sent_to, text_of, wait_for
 from worker.aws import Clients
@@ -110,23 +113,72 @@ async def test_more_than_50_recipients_are_sent_in_batches(
     assert sorted(a.addr_spec for m in sends for a in m["To"].addresses) == sorted(people)
 
 
-async def test_large_attachment_streams_through_a_multipart_upload(
-    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator
-) -> None:
-    from dataclasses import replace
-
-    blob = bytes(range(256)) * (12 * 4096 + 17)  # ~12.6 MB: three 5 MiB parts
+def big_email(blob: bytes) -> bytes:
     msg = EmailMessage()
     msg["From"] = "device@example.com"
     msg["Subject"] = "Big file"
     msg.set_content("Big.\n:Email_Rxers_Code:ops@example.com:Email_Rxers_Code:\n")
     msg.add_attachment(blob, maintype="application", subtype="octet-stream", filename="big.bin")
-    small_parts = replace(settings, part_size_bytes=5 * 1024 * 1024, read_chunk_bytes=256 * 1024)
+    return bytes(msg)
 
-    outcome = await Pipeline(small_parts, aws).process(await put_incoming(aws, resources, bytes(msg)))
+
+BLOB = bytes(range(256)) * (12 * 4096 + 17)  # ~12.6 MB: three 5 MiB parts
+
+
+class CountingS3:
+    """The worker's own S3 client, with each UploadPart counted (and failed on request)."""
+
+    def __init__(self, s3: Any, fail_part: int | None = None) -> None:
+        self._s3 = s3
+        self.fail_part = fail_part
+        self.uploading = 0
+        self.most_at_once = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    async def upload_part(self, **kwargs: Any) -> Any:
+        if kwargs["PartNumber"] == self.fail_part:
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "UploadPart")
+        self.uploading += 1
+        self.most_at_once = max(self.most_at_once, self.uploading)
+        try:
+            await anyio.sleep(0.05)  # long enough for the reading to go on meanwhile, if it may
+            return await self._s3.upload_part(**kwargs)
+        finally:
+            self.uploading -= 1
+
+
+@pytest.mark.parametrize("in_flight", [0, 1, 2, 4])
+async def test_large_attachment_streams_through_a_multipart_upload(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator, in_flight: int
+) -> None:
+    s3 = CountingS3(aws.s3)
+    small_parts = replace(settings, part_size_bytes=5 * 1024 * 1024, read_chunk_bytes=256 * 1024, parts_in_flight=in_flight)
+
+    outcome = await Pipeline(small_parts, replace(aws, s3=s3)).process(await put_incoming(aws, resources, big_email(BLOB)))
 
     [a] = outcome.attachments
-    assert a.size == len(blob)
-    assert a.stored.url is not None and await download(a.stored.url) == blob
+    assert a.size == len(BLOB)
+    assert a.stored.url is not None and await download(a.stored.url) == BLOB
     head = await aws.s3.head_object(Bucket=settings.attachments_bucket, Key=a.stored.key)
     assert "-3" in head["ETag"]  # a multipart ETag ends with the part count
+    # Parts overlap the reading (and each other) up to the setting; three parts in all.
+    assert s3.most_at_once == max(1, min(in_flight, 3))
+
+
+@pytest.mark.parametrize("fail_part", [1, 2, 3])
+async def test_a_failed_part_fails_the_email_with_its_own_error_and_leaves_no_upload(
+    settings: Settings, aws: Clients, resources: LocalResources, fail_part: int
+) -> None:
+    s3 = CountingS3(aws.s3, fail_part=fail_part)
+    small_parts = replace(settings, part_size_bytes=5 * 1024 * 1024, read_chunk_bytes=256 * 1024, parts_in_flight=2)
+    ref = await put_incoming(aws, resources, big_email(BLOB))
+
+    with pytest.raises(ClientError) as raised:  # not an ExceptionGroup: the consumer classifies it as is
+        await Pipeline(small_parts, replace(aws, s3=s3)).process(ref)
+
+    assert raised.value.response["Error"]["Code"] == "SlowDown"
+    assert s3.uploading == 0
+    listed = await aws.s3.list_multipart_uploads(Bucket=settings.attachments_bucket)
+    assert listed.get("Uploads", []) == []
