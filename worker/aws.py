@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import aiobotocore
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from worker import __version__
 from worker.config import Settings
 from worker.signing import LinkSigner, credentials_expiry_of, describe_expiry, parse_signer_secret
 
@@ -27,12 +30,18 @@ class Clients:
     signer: LinkSigner | None = None  # signs attachment links; None: s3 with the configured expiry
 
 
+# Who is calling, for CloudTrail and AWS support (aiobotocore appends "botocore/<version>").
+USER_AGENT = f"sensormail/{__version__} aiobotocore/{aiobotocore.__version__} lang/python#{platform.python_version()}"
+
+
 def _config(settings: Settings, **extra: Any) -> AioConfig:
     return AioConfig(
-        retries=_RETRIES,
+        retries=dict(_RETRIES),  # botocore rewrites this dict in place when it builds a client
         connect_timeout=10,
         read_timeout=60,
         max_pool_connections=max(10, settings.concurrency * 2),
+        # A fixed User-Agent: botocore's default is rebuilt twice per request (~0.08 ms CPU a call).
+        user_agent=USER_AGENT,
         **extra,
     )
 

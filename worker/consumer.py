@@ -1,7 +1,8 @@
 """The SQS loop: receive what we can run, heartbeat, settle each message by its outcome, drain.
 
 A message is settled only once its outcome is known:
-- every email in it sent, or handed to the fallback topic, or the event ignored -> delete;
+- every email in it sent, or handed to the fallback topic, or the event ignored -> delete
+  (handlers finishing together share one DeleteMessageBatch, worker/deletes.py);
 - transient failure -> leave it; its visibility is set to a backoff so SQS redelivers it later;
 - permanent failure -> copy to the DLQ with the reason as attributes, then delete (without a
   DLQ configured, it is left for the queue's redrive policy);
@@ -23,6 +24,7 @@ from anyio.abc import TaskGroup
 
 from worker.aws import Clients, open_clients
 from worker.config import Settings
+from worker.deletes import BatchDeleter
 from worker.errors import PermanentError, RetryableError, classify, describe
 from worker.events import Ignored, S3ObjectRef, decode_body
 from worker.pipeline import Outcome, Pipeline
@@ -56,6 +58,8 @@ class Consumer:
         self.pipeline = Pipeline(settings, aws)
         self.on_outcome = on_outcome
         self.slots = anyio.Semaphore(settings.concurrency)
+        self.handling = 0  # handlers between receive and settle
+        self.deletes = BatchDeleter(aws.sqs, settings.queue_url, lambda: self.handling)
 
     async def poll(self, handlers: TaskGroup) -> None:
         """Receive forever, never more messages than free slots; cancel the scope to stop."""
@@ -96,6 +100,7 @@ class Consumer:
         return list(response.get("Messages", []))
 
     async def _handle(self, held: _Held) -> None:
+        self.handling += 1
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat, held)
@@ -108,6 +113,8 @@ class Consumer:
             # after its visibility timeout and the progress record prevents a second send.
             logger.exception("could not settle message; SQS will redeliver it", extra={"sqs_message_id": held.message_id})
         finally:
+            self.handling -= 1
+            self.deletes.wake()
             self.slots.release()
 
     async def _process(self, held: _Held) -> None:
@@ -138,7 +145,7 @@ class Consumer:
             else:
                 await self._dead_letter(held, error, reason, log)
             return
-        await self.aws.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=held.receipt)
+        await self.deletes.delete(held.receipt)
 
     async def _process_email(self, ref: S3ObjectRef, log: dict[str, Any]) -> None:
         started = time.perf_counter()
