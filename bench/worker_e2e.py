@@ -1,6 +1,6 @@
 """The worker end to end: emails through `sensormail run` against the embedded emulator.
 
-    .venv/bin/python bench/worker_e2e.py [--quick] [--only small|large|mixed]
+    .venv/bin/python bench/worker_e2e.py [--quick] [--only sdk|small|large|memory|mixed] [--transport keepalive|tls]
 
 The emulator (moto's server) runs in this process; the worker is `sensormail run` in its own
 process, configured by `provision()`'s environment as in production. Each case provisions fresh
@@ -17,6 +17,9 @@ Tables: the SDK's CPU per call (the floor under the worker's); small emails at s
 concurrency settings; one large email streamed from S3 into a multipart upload at several part
 sizes and parts in flight; several large emails at once (memory at concurrency N); a mix of small
 and large emails. --worker-python runs the worker on another interpreter (e.g. the image's 3.12).
+--transport puts bench/_keepalive_proxy.py between the worker and moto: moto closes every
+connection, AWS does not, so `keepalive` (HTTP) and `tls` (HTTPS, a self-signed certificate the
+worker trusts through AWS_CA_BUNDLE) show the worker's CPU with pooled connections.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,8 @@ from worker.local.provision import INCOMING_PREFIX, LocalResources, emulator_cli
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORKER_PYTHON: list[str] = []  # --worker-python: run the worker on another interpreter
-PROFILE: list[str] = []  # e.g. ["-m", "cProfile", "-o", "worker.prof"] to see where the worker's CPU goes
+WORKER_ENDPOINT: dict[str, str] = {}  # --transport: the worker reaches the emulator through a proxy
+PROFILE: list[str] = []  # --profile FILE: the worker runs under cProfile (each run overwrites FILE)
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -190,6 +195,7 @@ def run_case(
     resources = anyio.run(provision, f"b{secrets.token_hex(4)}", "alerts@sensormail.test")
     keys = anyio.run(store_emails, resources, emails)
     env = c.env_with_path(resources.worker_env())
+    env.update(WORKER_ENDPOINT)
     env.update(
         SENSORMAIL_CONCURRENCY=str(concurrency),
         SENSORMAIL_WAIT_SECONDS="1",
@@ -316,7 +322,7 @@ def sdk_table(n: int) -> None:
     """What one AWS call costs a client process: the floor under the worker's CPU per email."""
     run = subprocess.run(
         [c.python(), str(Path(__file__).resolve().parent / "_sdk_floor.py"), str(n)],
-        env=c.env_with_path(), capture_output=True, check=True,
+        env=c.env_with_path(WORKER_ENDPOINT), capture_output=True, check=True,
     )
     rows = []
     for line in run.stdout.decode().splitlines():
@@ -354,6 +360,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts and sizes, for a smoke run")
     parser.add_argument("--only", choices=("sdk", "small", "large", "memory", "mixed"), action="append")
+    parser.add_argument("--transport", choices=("moto", "keepalive", "tls"), default="moto",
+                        help="how the worker reaches the emulator: directly (a new connection per call, "
+                             "as moto closes each), or through bench/_keepalive_proxy.py with pooled "
+                             "connections, over HTTP or TLS (as against AWS)")
+    parser.add_argument("--profile", metavar="FILE", help="run the worker under cProfile, writing FILE "
+                        "(read it with pstats; with one case, e.g. --only small --concurrency 4)")
     parser.add_argument("--worker-python", help="the interpreter that runs the worker (default: this one)")
     parser.add_argument("--small", type=int, help="small emails per run")
     parser.add_argument("--large-mb", type=int, help="size of the large email")
@@ -363,6 +375,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, help="runs per large-email setting (median reported)")
     args = parser.parse_args()
     only = set(args.only or ["sdk", "small", "large", "memory", "mixed"])
+    if args.profile:
+        PROFILE[:] = ["-m", "cProfile", "-o", str(Path(args.profile).resolve())]
     if args.worker_python:
         WORKER_PYTHON[:] = [args.worker_python]
     n_small = args.small or (100 if args.quick else 500)
@@ -377,8 +391,15 @@ def main() -> None:
     werkzeug.propagate = False
     werkzeug.handlers[:] = [REQUESTS]
     print("\n".join(c.machine()))
-    with start_emulator(os.environ, "moto") as emulator, c.workdir() as tmp:
+    with start_emulator(os.environ, "moto") as emulator, c.workdir() as tmp, ExitStack() as stack:
         print(f"emulator: {emulator.kind} at {emulator.url} (in this process)", flush=True)
+        if args.transport != "moto":
+            from _sdk_floor import _transports
+
+            proxied = stack.enter_context(_transports(dict(os.environ), [args.transport]))[args.transport]
+            WORKER_ENDPOINT.update({k: proxied[k] for k in ("AWS_ENDPOINT_URL", "AWS_CA_BUNDLE")})
+        print(f"worker's endpoint: {args.transport} ({WORKER_ENDPOINT.get('AWS_ENDPOINT_URL', emulator.url)})",
+              flush=True)
         version = subprocess.run([*(WORKER_PYTHON or [c.python()]), "-c", "import sys; print(sys.version.split()[0])"],
                                  capture_output=True, text=True).stdout.strip()
         print(f"worker: Python {version} ({(WORKER_PYTHON or [c.python()])[0]})", flush=True)
