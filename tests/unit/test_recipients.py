@@ -6,6 +6,7 @@ import time
 from html import escape
 
 import pytest
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,6 +88,13 @@ def test_duplicates_removed_case_insensitively_in_first_seen_order() -> None:
 
 def test_addresses_are_normalised() -> None:
     assert find_recipients(f"{M}Ops@Example.COM{M}", M).recipients == ("Ops@example.com",)
+
+
+def test_role_mailboxes_are_lowercased() -> None:
+    """RFC 2142's role names (info, postmaster, abuse...) are case-insensitive; email_validator
+    lowercases them, so INFO@ and info@ are one recipient."""
+    text = f"{M}INFO@Example.com, info@example.com, Postmaster@x.com{M}"
+    assert find_recipients(text, M).recipients == ("info@example.com", "postmaster@x.com")
 
 
 def test_crlf_injection_yields_only_plain_addresses() -> None:
@@ -321,6 +329,8 @@ def test_property_block_in_random_text(
     expected: dict[str, str] = {}
     for address in addresses:
         local, domain = address.split("@")
+        if local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:  # RFC 2142 role names: email_validator lowercases them
+            local = local.lower()
         expected.setdefault(address.lower(), f"{local}@{domain.lower()}")
     found = find_recipients(text, M)
     assert found == RecipientBlock(tuple(expected.values()), (), True)
