@@ -2,7 +2,7 @@
 
 A message is settled only once its outcome is known:
 - every email in it sent, or handed to the fallback topic, or the event ignored -> delete
-  (handlers finishing together share one DeleteMessageBatch, worker/deletes.py);
+  (queued for a shared DeleteMessageBatch: the handler's slot is free at once, worker/deletes.py);
 - transient failure -> leave it; its visibility is set to a backoff so SQS redelivers it later;
 - permanent failure -> copy to the DLQ with the reason as attributes, then delete (without a
   DLQ configured, it is left for the queue's redrive policy);
@@ -58,8 +58,7 @@ class Consumer:
         self.pipeline = Pipeline(settings, aws)
         self.on_outcome = on_outcome
         self.slots = anyio.Semaphore(settings.concurrency)
-        self.handling = 0  # handlers between receive and settle
-        self.deletes = BatchDeleter(aws.sqs, settings.queue_url, lambda: self.handling)
+        self.deletes = BatchDeleter(aws.sqs, settings.queue_url)
 
     async def poll(self, handlers: TaskGroup) -> None:
         """Receive forever, never more messages than free slots; cancel the scope to stop."""
@@ -100,7 +99,6 @@ class Consumer:
         return list(response.get("Messages", []))
 
     async def _handle(self, held: _Held) -> None:
-        self.handling += 1
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat, held)
@@ -113,8 +111,6 @@ class Consumer:
             # after its visibility timeout and the progress record prevents a second send.
             logger.exception("could not settle message; SQS will redeliver it", extra={"sqs_message_id": held.message_id})
         finally:
-            self.handling -= 1
-            self.deletes.wake()
             self.slots.release()
 
     async def _process(self, held: _Held) -> None:
@@ -145,7 +141,7 @@ class Consumer:
             else:
                 await self._dead_letter(held, error, reason, log)
             return
-        await self.deletes.delete(held.receipt)
+        self.deletes.submit(held.receipt, held.message_id)
 
     async def _process_email(self, ref: S3ObjectRef, log: dict[str, Any]) -> None:
         started = time.perf_counter()
@@ -286,6 +282,7 @@ async def serve(
     await pace_to_account(clients.ses, settings.ses_api, settings.max_send_rate, consumer.pipeline.send_rate)
     logger.info("worker started", extra={"queue_url": settings.queue_url, "concurrency": settings.concurrency})
     async with anyio.create_task_group() as root:
+        await root.start(consumer.deletes.run)  # deletes until the handlers have drained, then flushes
         async with anyio.create_task_group() as handlers:
             with anyio.CancelScope() as polling:
                 root.start_soon(_cancel_on_signal, polling)

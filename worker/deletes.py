@@ -1,95 +1,104 @@
-"""Deleting handled SQS messages in batches: one DeleteMessageBatch for the emails that finish
-together, instead of one DeleteMessage each (an AWS call costs ~1.5 ms of worker CPU; see
+"""Deleting handled SQS messages in batches: one DeleteMessageBatch for up to 10 handled messages
+instead of one DeleteMessage each (an AWS call costs ~1.2 ms of worker CPU; see
 docs/performance.md).
 
-The first handler to finish becomes the batch's sender: when other handlers are still busy it
-waits up to `linger_s` for them to join, and sends as soon as every busy handler has joined or
-the batch holds 10 (SQS's limit), whichever comes first.
-Each handler still waits for its own delete and gets its own error, so settling a message means
-what it meant with DeleteMessage. A delete that fails only makes SQS redeliver a handled message,
-which the progress record then recognises as done (worker/ledger.py).
+A handler whose message is done hands its receipt to the one sender task and frees its slot at
+once; the sender sends when 10 are waiting or the first has waited `linger_s`. Waiting is safe:
+the message stays invisible for at least a third of the visibility timeout after its last
+heartbeat (worker/config.py), far longer than the linger. A delete that fails or never goes out
+(the worker stopping) only makes SQS redeliver a handled message, which the progress record then
+recognises as done (worker/ledger.py); it is logged with its reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
+
+from worker.errors import describe
+
+logger = logging.getLogger(__name__)
 
 MAX_BATCH = 10  # SQS's limit per DeleteMessageBatch
+LINGER_S = 0.5
+CALL_TIMEOUT_S = 30.0
+FLUSH_S = 3.0  # on shutdown; ECS allows the task 5 s to exit after the drain (deploy/service.yaml)
 
 
-class DeleteFailed(Exception):
-    """SQS refused to delete one message of a batch."""
-
-
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Entry:
     receipt: str
-    done: anyio.Event = field(default_factory=anyio.Event)
-    error: Exception | None = None
+    message_id: str
 
 
 class BatchDeleter:
-    def __init__(self, sqs: Any, queue_url: str, busy: Callable[[], int], linger_s: float = 0.05) -> None:
+    def __init__(self, sqs: Any, queue_url: str, linger_s: float = LINGER_S) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
-        self.busy = busy  # handlers still working, this one included
         self.linger_s = linger_s
         self._pending: list[_Entry] = []
-        self._ready = anyio.Event()
+        self._arrived = anyio.Event()
+        self._full = anyio.Event()
 
-    async def delete(self, receipt: str) -> None:
-        entry = _Entry(receipt)
-        self._pending.append(entry)
-        if len(self._pending) == 1:
-            await self._send_all()
-        else:
-            self.wake()
-            await entry.done.wait()
-        if entry.error is not None:
-            raise entry.error
+    def submit(self, receipt: str, message_id: str) -> None:
+        """Queue the delete of a handled message; the sender task sends it."""
+        self._pending.append(_Entry(receipt, message_id))
+        self._arrived.set()
+        if len(self._pending) >= MAX_BATCH:
+            self._full.set()
 
-    def wake(self) -> None:
-        """Send now if no busy handler is left to join; the consumer calls it when one ends."""
-        if self._pending and len(self._pending) >= min(MAX_BATCH, self.busy()):
-            self._ready.set()
-
-    async def _send_all(self) -> None:
-        # Shielded: the others wait on this sender, so a shutdown must not strand them.
-        with anyio.CancelScope(shield=True):
-            self.wake()
-            if self.linger_s > 0:
-                with anyio.move_on_after(self.linger_s):
-                    await self._ready.wait()
-            while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                self._ready = anyio.Event()
-                with anyio.move_on_after(30) as timer:
-                    await self._send(batch)
-                if timer.cancelled_caught:
-                    self._fail(batch, TimeoutError("DeleteMessageBatch did not answer in 30 s"))
-
-    async def _send(self, batch: list[_Entry]) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The sender (start it with `TaskGroup.start`). Cancelled, it sends what is still
+        waiting, within FLUSH_S."""
+        task_status.started()
         try:
-            response = await self.sqs.delete_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[{"Id": str(n), "ReceiptHandle": e.receipt} for n, e in enumerate(batch)],
-            )
+            while True:
+                if not self._pending:
+                    self._arrived = anyio.Event()
+                    await self._arrived.wait()
+                if len(self._pending) < MAX_BATCH:
+                    self._full = anyio.Event()
+                    with anyio.move_on_after(self.linger_s):
+                        await self._full.wait()
+                await self._send_next()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(FLUSH_S):
+                while self._pending:
+                    await self._send_next()
+            for entry in self._pending:
+                logger.warning("not deleted before the worker stopped; SQS will redeliver it",
+                               extra={"sqs_message_id": entry.message_id})
+            self._pending = []
+
+    async def _send_next(self) -> None:
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        try:
+            with anyio.fail_after(CALL_TIMEOUT_S):
+                response = await self.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[{"Id": str(n), "ReceiptHandle": e.receipt} for n, e in enumerate(batch)],
+                )
+        except anyio.get_cancelled_exc_class():
+            self._pending[:0] = batch  # the shutdown flush tries them again
+            raise
         except Exception as error:
-            self._fail(batch, error)
+            for entry in batch:
+                self._failed(entry, f"DeleteMessageBatch failed: {describe(error)}")
             return
-        for failure in response.get("Failed", []):
-            entry = batch[int(failure["Id"])]
-            entry.error = DeleteFailed(f"{failure.get('Code')}: {failure.get('Message', '')}")
-        for entry in batch:
-            entry.done.set()
+        # SQS answers 200 even when some entries fail: each entry is in Successful or Failed.
+        failed = {f.get("Id"): f for f in response.get("Failed", [])}
+        succeeded = {s.get("Id") for s in response.get("Successful", [])}
+        for n, entry in enumerate(batch):
+            if str(n) in failed:
+                self._failed(entry, f"{failed[str(n)].get('Code')}: {failed[str(n)].get('Message', '')}")
+            elif str(n) not in succeeded:
+                self._failed(entry, "DeleteMessageBatch did not mention this message")
 
     @staticmethod
-    def _fail(batch: list[_Entry], error: Exception) -> None:
-        for entry in batch:
-            if not entry.done.is_set():
-                entry.error = error
-                entry.done.set()
+    def _failed(entry: _Entry, reason: str) -> None:
+        logger.warning("delete failed; SQS will redeliver it",
+                       extra={"sqs_message_id": entry.message_id, "error": reason})
