@@ -12,7 +12,7 @@ one core (sched_setaffinity):
 3. compose: compose_email with a pre-signed URL of realistic length for each attachment.
 
 The best of three passes is reported, per stage and in total. The "before" row composes the way
-compose_email did until it wrote the bytes itself (EmailMessage(policy=SMTP), a copy below), after
+compose_email did until it wrote the bytes itself (EmailMessage(policy=SMTP), tests/compose_oracle.py), after
 checking that the standard library reads the same headers and bodies from both.
 --root runs another checkout's worker (an older commit unpacked with `git archive`).
 """
@@ -26,11 +26,7 @@ import email.policy
 import os
 import sys
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +43,15 @@ def parse_args() -> argparse.Namespace:
 
 ARGS = parse_args()
 sys.path.insert(0, str(HERE))
+sys.path.append(str(HERE.parent))  # tests.compose_oracle; --root's worker, inserted first, still wins
 if ARGS.root is not None:
     sys.path.insert(0, str(ARGS.root.resolve()))
 
 import anyio  # noqa: E402
 
 import _common as c  # noqa: E402
-from worker.compose import _clean_header, _html_body, compose_email, links_html, links_text  # noqa: E402
+from tests.compose_oracle import compose_with_email_message  # noqa: E402
+from worker.compose import compose_email  # noqa: E402
 from worker.config import Limits  # noqa: E402
 from worker.pipeline import visible_bodies  # noqa: E402
 from worker.reader import Attachment, DryRunStore, ReadEmail, StoredFile, read_email  # noqa: E402
@@ -67,26 +65,6 @@ URL = ("https://sensormail-attachments.s3.us-east-1.amazonaws.com/attachments/01
        "1-pump2-trend.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLEEXAMPLE%2F20261124"
        "%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261124T082900Z&X-Amz-Expires=259200"
        "&X-Amz-SignedHeaders=host&X-Amz-Signature=" + "0f" * 32)
-
-
-def compose_with_email_message(
-    *, sender: str, recipients: Sequence[str], subject: str, text: str, html_body: str | None,
-    attachments: Sequence[Attachment], source_id: str, note: str | None = None,
-) -> bytes:
-    """compose_email before it wrote the bytes itself (and tests/unit/test_compose.py's oracle)."""
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = _clean_header(sender)
-    msg["To"] = ", ".join(_clean_header(r) for r in recipients)
-    msg["Subject"] = _clean_header(subject) or "(no subject)"
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Sensormail-Source"] = _clean_header(source_id)
-    prefix = f"{note}\n\n" if note else ""
-    plain = prefix + text.rstrip() + "\n" + links_text(attachments)
-    rich = _html_body(prefix + text, html_body, links_html(attachments))
-    msg.set_content(plain, cte="quoted-printable")
-    msg.add_alternative(rich, subtype="html", cte="quoted-printable")
-    return msg.as_bytes()
 
 
 async def _one_chunk(raw: bytes) -> Any:

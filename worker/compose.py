@@ -179,8 +179,9 @@ def compose_email(
     """The rebuilt email as bytes ready for SES; recipients go in `To:` (SES reads them there).
 
     Written directly: `EmailMessage(policy=SMTP)` parses every header on assignment and folds it
-    again when writing, 1.4 ms an email (bench/small_emails.py), for the same result. The test
-    module keeps that way as an oracle: the standard library reads the same from both.
+    again when writing, 1.4 ms an email (bench/small_emails.py), for the same result.
+    tests/compose_oracle.py keeps that way as the oracle: the standard library reads the same
+    from both.
     """
     prefix = f"{note}\n\n" if note else ""
     plain = prefix + text.rstrip() + "\n" + links_text(attachments)

@@ -8,25 +8,20 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formatdate
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.compose_oracle import compose_with_email_message
 from worker.compose import (
     MAX_NOTICE_BYTES,
     _clean_header,
-    _html_body,
     compose_email,
     fallback_notice,
     human_size,
-    links_html,
-    links_text,
 )
 from worker.reader import Attachment, StoredFile
 
@@ -219,26 +214,6 @@ def test_line_endings_read_back_as_the_email_message_way() -> None:
     text = "a\rb\r\nc\nd\x0be\x85f\u2028g\r\r\nh"
     msg = parse(build(text=text, attachments=[]))
     assert msg.get_body(("plain",)).get_content() == "a\r\nb\r\nc\r\nd\x0be\x85f\u2028g\r\n\r\nh\r\n"  # type: ignore[union-attr]
-
-
-# The EmailMessage way compose_email used until it took 1.4 ms an email; the oracle below.
-def compose_with_email_message(
-    *, sender: str, recipients: Sequence[str], subject: str, text: str, html_body: str | None,
-    attachments: Sequence[Attachment], source_id: str, note: str | None = None,
-) -> bytes:
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = _clean_header(sender)
-    msg["To"] = ", ".join(_clean_header(r) for r in recipients)
-    msg["Subject"] = _clean_header(subject) or "(no subject)"
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Sensormail-Source"] = _clean_header(source_id)
-    prefix = f"{note}\n\n" if note else ""
-    plain = prefix + text.rstrip() + "\n" + links_text(attachments)
-    rich = _html_body(prefix + text, html_body, links_html(attachments))
-    msg.set_content(plain, cte="quoted-printable")
-    msg.add_alternative(rich, subtype="html", cte="quoted-printable")
-    return msg.as_bytes()
 
 
 def reading(raw: bytes) -> dict[str, object]:
