@@ -19,10 +19,10 @@ if "--binascii" in sys.argv:
 
 import anyio
 
-from worker import mime
 from worker.cli import file_chunks
 from worker.config import Limits
-from worker.reader import DryRunStore, read_email
+from worker.mail import decoders
+from worker.mail.reader import DryRunStore, read_email
 
 
 async def main(path: Path) -> None:
@@ -31,7 +31,7 @@ async def main(path: Path) -> None:
     elapsed = time.perf_counter() - started
     print(json.dumps({
         "seconds": elapsed,
-        "decoder": "binascii" if getattr(mime, "_simd_b64decode", True) is None else "pybase64",
+        "decoder": "binascii" if getattr(decoders, "_simd_b64decode", True) is None else "pybase64",
         "attachments": [[a.filename, a.size, a.sha256] for a in email.attachments],
     }))
 

@@ -25,7 +25,7 @@ keep its connections would cost).
 
 Configurations are the worker's client configuration before any tuning (`baseline`: standard
 retries, 4 attempts, 10 s connect, 60 s read timeouts) with one knob changed, all knobs, and
-`worker` (whatever worker/aws.py's `_config` returns now).
+`worker` (whatever worker/aws/clients.py's `_config` returns now).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def client_config(name: str, **extra: Any) -> Any:
     from aiobotocore.config import AioConfig
 
     if name == "worker":
-        from worker.aws import _config
+        from worker.aws.clients import _config
         from worker.config import Settings
 
         return _config(Settings(), **extra)
@@ -405,9 +405,10 @@ def profile(n: int, configs: list[str], transport: str) -> None:
 
 def hashing_table() -> None:
     """What the body checksums cost by themselves on this machine."""
-    import _common as c
     import hashlib
     import zlib
+
+    import _common as c
 
     rows = []
     for label, size in (("14 KB", 14_000), ("8 MiB", PART)):

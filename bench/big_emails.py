@@ -125,7 +125,7 @@ def main() -> None:
     print("\nThe worker's parse alone (read_email over 1 MiB reads, hashes included; imports excluded):\n")
     print(c.table(["email", "base64 decoder", "parse s", "MB/s", "speed vs stdlib process"], parse_rows))
 
-    imports = "import worker.cli, worker.reader, worker.recipients"
+    imports = "import worker.cli, worker.mail.reader, worker.mail.recipients"
     startup = [c.run_measured([py, "-c", imports], env, cwd=root) for _ in range(5)]
     bare = [c.run_measured([py, "-c", "pass"], env, cwd=root) for _ in range(5)]
     s = sorted(startup, key=lambda r: r.wall_s)[2]

@@ -47,17 +47,17 @@ sys.path.append(str(HERE.parent))  # tests.compose_oracle; --root's worker, inse
 if ARGS.root is not None:
     sys.path.insert(0, str(ARGS.root.resolve()))
 
+import _common as c  # noqa: E402
 import anyio  # noqa: E402
 
-import _common as c  # noqa: E402
 from tests.compose_oracle import compose_with_email_message  # noqa: E402
-from worker.compose import compose_email  # noqa: E402
 from worker.config import Limits  # noqa: E402
+from worker.mail.compose import compose_email  # noqa: E402
+from worker.mail.reader import Attachment, DryRunStore, ReadEmail, StoredFile, read_email  # noqa: E402
 from worker.pipeline import visible_bodies  # noqa: E402
-from worker.reader import Attachment, DryRunStore, ReadEmail, StoredFile, read_email  # noqa: E402
 
 try:
-    from worker.recipients import choose_recipients  # noqa: E402
+    from worker.mail.recipients import choose_recipients  # noqa: E402
 except ImportError:  # a checkout from before 83867e4 (--root)
     from worker.pipeline import choose_recipients  # type: ignore[attr-defined,no-redef]  # noqa: E402
 
@@ -127,7 +127,7 @@ def main() -> None:
     same_reading(compose_email(**kwargs), compose_with_email_message(**kwargs))
 
     rows = []
-    for label, composer in (("compose_email (worker/compose.py)", compose_email),
+    for label, composer in (("compose_email (worker/mail/compose.py)", compose_email),
                             ("before: EmailMessage(policy=SMTP)", compose_with_email_message)):
         c.wait_quiet()
         best = min((anyio.run(one_pass, emails, composer) for _ in range(3)), key=sum)

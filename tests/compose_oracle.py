@@ -1,5 +1,5 @@
 """The way compose_email built emails until it wrote the bytes itself (EmailMessage(policy=SMTP),
-1.4 ms an email): the oracle of tests/unit/test_compose.py and the "before" row of
+1.4 ms an email): the oracle of tests/unit/mail/test_compose.py and the "before" row of
 bench/small_emails.py."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate
 
-from worker.compose import _clean_header, _html_body, links_html, links_text
-from worker.reader import Attachment
+from worker.mail.compose import _clean_header, _html_body, links_html, links_text
+from worker.mail.reader import Attachment
 
 
 def compose_with_email_message(

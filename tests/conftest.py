@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.aws import Clients, open_clients
+from worker.aws.clients import Clients, open_clients
 from worker.config import Settings
 from worker.local.emulator import Emulator, start_emulator
 from worker.local.provision import LocalResources, provision

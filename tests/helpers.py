@@ -12,11 +12,11 @@ from typing import Any
 import anyio
 
 from worker.config import Settings
-from worker.consumer import serve
 from worker.events import S3ObjectRef
 from worker.local.emulator import Emulator, sent_emails
 from worker.local.provision import INCOMING_PREFIX, LocalResources
 from worker.pipeline import Outcome
+from worker.queue.consumer import serve
 
 
 async def put_incoming(aws: Any, resources: LocalResources, raw: bytes, message_id: str | None = None) -> S3ObjectRef:

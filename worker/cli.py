@@ -17,7 +17,7 @@ import anyio
 
 from worker.config import DEFAULT_HEALTH_FILE, Settings
 from worker.errors import ConfigError, MalformedEmail
-from worker.reader import DryRunStore, ReadEmail, read_email
+from worker.mail.reader import DryRunStore, ReadEmail, read_email
 from worker.telemetry import configure_logging
 
 INSPECT_CHUNK = 1024 * 1024
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             settings = Settings.from_env(env)
-            from worker.consumer import serve
+            from worker.queue.consumer import serve
 
             anyio.run(serve, settings)
             return 0
@@ -138,7 +138,7 @@ async def file_chunks(path: Path, size: int = INSPECT_CHUNK) -> AsyncIterator[by
 
 def inspect_report(email: ReadEmail, marker: str) -> dict[str, Any]:
     """The `inspect --json` object of DESIGN.md."""
-    from worker.recipients import choose_recipients
+    from worker.mail.recipients import choose_recipients
 
     found = choose_recipients(email.text, email.html, marker)
     return {
@@ -181,7 +181,7 @@ async def _inspect(path: Path, as_json: bool, settings: Settings) -> int:
 async def _operate(args: argparse.Namespace, settings: Settings) -> int:
     from aiobotocore.session import get_session
 
-    from worker.ops import queue_status, redrive
+    from worker.ops.status import queue_status, redrive
 
     session = get_session()
     async with session.create_client("sqs") as sqs:
@@ -207,7 +207,7 @@ async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
-    from worker.revoke import revoke
+    from worker.ops.revoke import revoke
 
     style = {"addressing_style": "path"} if settings.endpoint_url else {}
     async with get_session().create_client("s3", config=AioConfig(s3=style)) as s3:
@@ -223,7 +223,7 @@ async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _smtp_credentials(args: argparse.Namespace, settings: Settings, env: dict[str, str]) -> int:
-    from worker.smtp_credentials import DeviceKey, device_settings, parse_device_secret
+    from worker.ops.smtp_credentials import DeviceKey, device_settings, parse_device_secret
 
     if args.secret_id:
         from aiobotocore.session import get_session
@@ -254,7 +254,7 @@ async def _kill_switch(args: argparse.Namespace, settings: Settings) -> int:
 
     from aiobotocore.session import get_session
 
-    from worker import killswitch
+    from worker.ops import killswitch
 
     target = killswitch.Target(settings.configuration_set, settings.ses_api, settings.ecs_cluster, settings.ecs_service)
     if not target.configuration_set and not (target.cluster and target.service):

@@ -19,18 +19,18 @@ from typing import Any, Literal
 import anyio
 from botocore.exceptions import ClientError
 
-from worker import recipients as rcpt
-from worker.aws import Clients
-from worker.compose import compose_email, fallback_notice
+from worker.aws.clients import Clients
+from worker.aws.ledger import Claim, Ledger
+from worker.aws.links import S3AttachmentStore
+from worker.aws.ratelimit import TokenBucket
+from worker.aws.sending import SuppressionList, UnverifiedRecipients, sandbox_rejection
 from worker.config import Settings
 from worker.errors import PermanentError, classify, describe
 from worker.events import S3ObjectRef
-from worker.ledger import Claim, Ledger
-from worker.policy import screen, split_recipients
-from worker.links import S3AttachmentStore
-from worker.ratelimit import TokenBucket
-from worker.reader import Attachment, ReadEmail, read_email
-from worker.sending import SuppressionList, UnverifiedRecipients, sandbox_rejection
+from worker.mail import recipients as rcpt
+from worker.mail.compose import compose_email, fallback_notice
+from worker.mail.policy import screen, split_recipients
+from worker.mail.reader import Attachment, ReadEmail, read_email
 
 logger = logging.getLogger(__name__)
 

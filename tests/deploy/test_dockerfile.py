@@ -204,7 +204,7 @@ def test_sensormail_run_needs_no_extra() -> None:
     """Starting the worker imports nothing from the local/test extras (not installed in the image)."""
     extras_only = ["moto", "aiosmtpd", "testcontainers", "boto3", "docker", "pytest", "hypothesis"]
     code = (
-        "import sys, worker.cli, worker.consumer, worker.pipeline\n"
+        "import sys, worker.cli, worker.queue.consumer, worker.pipeline\n"
         f"print([m for m in sys.modules if m.split('.')[0] in {extras_only!r}])"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

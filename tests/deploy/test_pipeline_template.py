@@ -12,7 +12,7 @@ import pytest
 
 from tests.deploy import cfn
 from worker.config import Settings
-from worker.revoke import REVOKED_PREFIX
+from worker.ops.revoke import REVOKED_PREFIX
 
 T = cfn.load("pipeline.yaml")
 DAY = 86400

@@ -11,14 +11,14 @@ from typing import Any, get_args
 import pytest
 
 from tests.deploy import cfn
+from worker.aws.signing import parse_signer_secret
 from worker.config import Settings
 from worker.pipeline import OutcomeKind
-from worker.signing import parse_signer_secret
 
 T = cfn.load("service.yaml")
 ROOT = Path(__file__).resolve().parents[2]
 # After the drain deadline the consumer hands unfinished messages back, shielded, for up to 5 s
-# (worker/consumer.py), then the process exits.
+# (worker/queue/consumer.py), then the process exits.
 HAND_BACK_S = 5
 FARGATE_MAX_STOP_TIMEOUT_S = 120
 
@@ -190,7 +190,7 @@ def test_the_signer_has_two_keys_and_the_secret_holds_the_active_one() -> None:
     for key, branch in (("A", with_a), ("B", with_b)):
         filled = (branch["Fn::Sub"].replace(f"${{LinkSignerKey{key}}}", "AKIAEXAMPLE")
                   .replace(f"${{LinkSignerKey{key}.SecretAccessKey}}", "s3cr3t/+"))
-        # What worker/signing.py's parse_signer_secret reads.
+        # What worker/aws/signing.py's parse_signer_secret reads.
         assert parse_signer_secret(filled) == ("AKIAEXAMPLE", "s3cr3t/+")
         assert json.loads(filled) == {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "s3cr3t/+"}
 

@@ -10,12 +10,12 @@ import anyio
 import pytest
 
 from tests.helpers import put_incoming, queue_depth, queue_empty, run_until, sent_to, wait_for
-from worker.aws import Clients
+from worker.aws.clients import Clients
 from worker.config import Limits, Settings
-from worker.consumer import serve
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources
 from worker.pipeline import Outcome
+from worker.queue.consumer import serve
 
 pytestmark = pytest.mark.anyio
 

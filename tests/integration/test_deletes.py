@@ -13,11 +13,11 @@ import anyio
 import pytest
 
 from tests.helpers import put_incoming, queue_depth, queue_empty, run_until, sent_to, wait_for
-from worker.aws import Clients
+from worker.aws.clients import Clients
 from worker.config import Settings
-from worker.deletes import BatchDeleter
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources
+from worker.queue.deletes import BatchDeleter
 
 pytestmark = pytest.mark.anyio
 
@@ -75,7 +75,7 @@ async def sender(sqs: GatedSQS, url: str, linger_s: float = 0.2) -> AsyncIterato
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, str]]:
     return [(r.getMessage(), getattr(r, "sqs_message_id", ""), getattr(r, "error", ""))
-            for r in caplog.records if r.name == "worker.deletes"]
+            for r in caplog.records if r.name == "worker.queue.deletes"]
 
 
 async def test_handled_messages_go_ten_to_a_call(url: str, aws: Clients) -> None:

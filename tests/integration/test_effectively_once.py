@@ -12,9 +12,9 @@ import anyio
 import pytest
 
 from tests.helpers import put_incoming, queue_depth, queue_empty, run_until, sent_to, wait_for
-from worker.aws import Clients
+from worker.aws.clients import Clients
+from worker.aws.ledger import InProgressElsewhere, Ledger, LostClaim, Record
 from worker.config import Settings
-from worker.ledger import InProgressElsewhere, Ledger, LostClaim, Record
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources
 from worker.pipeline import Pipeline

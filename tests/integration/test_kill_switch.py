@@ -17,9 +17,9 @@ import boto3
 import pytest
 from aiobotocore.session import get_session
 
-from worker import killswitch
 from worker.cli import main
 from worker.local.emulator import Emulator
+from worker.ops import killswitch
 
 pytestmark = pytest.mark.anyio
 

@@ -12,12 +12,12 @@ import aiohttp
 import pytest
 
 from tests.helpers import attachments_of, put_incoming
-from worker.aws import Clients, open_clients
+from worker.aws.clients import Clients, open_clients
+from worker.aws.signing import EXPIRY_MARGIN_S, LinkSigner
 from worker.config import Settings
 from worker.local.provision import LocalResources
+from worker.ops.revoke import REVOKED_PREFIX, revoke
 from worker.pipeline import Pipeline
-from worker.revoke import REVOKED_PREFIX, revoke
-from worker.signing import EXPIRY_MARGIN_S, LinkSigner
 
 pytestmark = pytest.mark.anyio
 

@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 
 from tests.helpers import queue_depth
-from worker.aws import Clients
+from worker.aws.clients import Clients
 from worker.config import Settings
 from worker.local.provision import LocalResources
-from worker.ops import queue_status, redrive
+from worker.ops.status import queue_status, redrive
 
 pytestmark = pytest.mark.anyio
 

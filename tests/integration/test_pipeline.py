@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.helpers import attachments_of, fallback_notices, html_of, put_incoming, sent_to, text_of, wait_for
-from worker.aws import Clients
+from worker.aws.clients import Clients
 from worker.config import Settings
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources

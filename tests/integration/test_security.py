@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import fallback_notices, put_incoming, sent_to, wait_for
-from worker.aws import Clients
+from worker.aws.clients import Clients
 from worker.config import Settings
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources

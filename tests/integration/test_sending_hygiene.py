@@ -21,15 +21,15 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.helpers import fallback_notices, put_incoming, queue_depth, queue_empty, run_until, sent_to, wait_for
-from worker.aws import Clients
+from worker.aws.clients import Clients
+from worker.aws.ratelimit import TokenBucket
+from worker.aws.sending import pace_to_account
 from worker.cli import main
 from worker.config import Settings
 from worker.errors import RetryableError
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources
 from worker.pipeline import Outcome, Pipeline
-from worker.ratelimit import TokenBucket
-from worker.sending import pace_to_account
 
 pytestmark = pytest.mark.anyio
 

@@ -14,12 +14,12 @@ from typing import Any
 import anyio
 import pytest
 
-from worker.aws import Clients
+from worker.aws.clients import Clients
 from worker.local.provision import INCOMING_PREFIX, LocalResources
 from worker.local.run import LOCAL_DEVICE_KEY
 from worker.local.smtp import SmtpStandIn, start_smtp
 from worker.local.tls import LocalCertificate, make_certificate
-from worker.smtp_credentials import device_settings
+from worker.ops.smtp_credentials import device_settings
 
 pytestmark = pytest.mark.anyio
 INTAKE = "intake-7f3k@mail.example.com"

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.helpers import attachments_of, put_incoming, sent_to, wait_for
-from worker.aws import Clients
+from worker.aws.clients import Clients
 from worker.config import Settings
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources

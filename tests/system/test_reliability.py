@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 from tests.helpers import put_incoming, queue_depth, queue_empty, sent_to, wait_for
-from worker.aws import Clients
+from worker.aws.clients import Clients
 from worker.config import Settings
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources

@@ -22,16 +22,16 @@ from pathlib import Path
 import aiohttp
 import anyio
 
-from worker.aws import open_clients
-from worker.compose import human_size
+from worker.aws.clients import open_clients
 from worker.config import Settings
-from worker.consumer import serve
 from worker.local.emulator import start_emulator
 from worker.local.provision import INCOMING_PREFIX, provision
 from worker.local.smtp import start_smtp
 from worker.local.tls import make_certificate
+from worker.mail.compose import human_size
+from worker.ops.smtp_credentials import DeviceSettings, device_settings
 from worker.pipeline import Outcome
-from worker.smtp_credentials import DeviceSettings, device_settings
+from worker.queue.consumer import serve
 
 DEFAULT_INTAKE = "intake-7f3k@mail.example.com"
 SAMPLES = ("alarm-with-csv.eml", "html-two-images.eml", "no-recipients.eml")

@@ -14,8 +14,8 @@ for wrong credentials and "530 Authentication required" for MAIL without AUTH.
 from __future__ import annotations
 
 import asyncio
-import logging
 import hmac
+import logging
 import secrets
 import ssl
 from dataclasses import dataclass

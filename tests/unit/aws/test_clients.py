@@ -13,7 +13,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ParamValidationError
 
 from worker import __version__
-from worker.aws import USER_AGENT, _config
+from worker.aws.clients import USER_AGENT, _config
 from worker.config import Settings
 
 pytestmark = pytest.mark.anyio

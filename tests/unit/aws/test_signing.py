@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from worker.aws.signing import EXPIRY_MARGIN_S, LinkSigner, parse_signer_secret
 from worker.errors import ConfigError
-from worker.signing import EXPIRY_MARGIN_S, LinkSigner, parse_signer_secret
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from worker.policy import screen, ses_verdicts, split_recipients
+from worker.mail.policy import screen, ses_verdicts, split_recipients
 
 SES_BLOCK = (
     b"Return-Path: <station7@devices.example.com>\r\n"

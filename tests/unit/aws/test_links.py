@@ -5,7 +5,7 @@ import email.policy
 
 import pytest
 
-from worker.links import attachment_key, content_disposition, safe_name
+from worker.aws.links import attachment_key, content_disposition, safe_name
 
 
 @pytest.mark.parametrize(

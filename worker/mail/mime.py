@@ -30,37 +30,17 @@ and so does this parser below that size).
 
 from __future__ import annotations
 
-import binascii
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
-from email.policy import compat32, default
+from email.policy import compat32
 from typing import Any, Final
 
 from worker.errors import MalformedEmail
-
-_simd_b64decode: Callable[..., bytes] | None
-try:  # a SIMD decoder: several GB/s where binascii decodes about 0.5 GB/s (bench/big_emails.py)
-    from pybase64 import b64decode as _simd_b64decode
-except ImportError:  # pragma: no cover - pybase64 is a dependency; binascii keeps the same results
-    _simd_b64decode = None
-
-
-def _b64_lenient(data: Any) -> bytes:
-    """Bytes outside the alphabet dropped, as binascii does; raises when groups are not whole."""
-    if _simd_b64decode is None:
-        return binascii.a2b_base64(data)
-    return _simd_b64decode(data)
-
-
-def _b64_clean(data: Any) -> bytes:
-    """Data known to hold only alphabet characters, in whole groups."""
-    if _simd_b64decode is None:
-        return binascii.a2b_base64(data)
-    return _simd_b64decode(data, validate=True)
+from worker.mail.decoders import Decoder, decoder_for
+from worker.mail.headers import boundary_of, filename_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,139 +80,11 @@ Event = MessageHeaders | PartStart | PartData | PartEnd
 
 _HEADERS, _BODY, _PARTS, _SKIP, _DONE = range(5)
 _HEADER_RE: Final = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")  # feedparser.headerRE
-_FOLD_RE: Final = re.compile(r"\r?\n(?=[ \t])")
-_LINEBREAK_RE: Final = re.compile(r"[\r\n]")
-# type/subtype; then name=token or name="quoted", nothing policy.default would decode or re-read
-_PLAIN_PARAMS_RE: Final = re.compile(
-    r'[ \t]*[A-Za-z0-9!#$&+.^_`{|}~-]+(?:/[A-Za-z0-9!#$&+.^_`{|}~-]+)?[ \t]*'
-    r'(?:;[ \t]*[A-Za-z0-9_-]+[ \t]*=[ \t]*(?:[A-Za-z0-9!#$&+.^_`{|}~-]+|"[A-Za-z0-9 !#$&+,./:;<>@\[\]^_`{|}~-]*")[ \t]*)*;?[ \t]*'
-)
-_B64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-_B64_JUNK: Final = bytes(sorted(set(range(256)) - set(_B64_ALPHABET)))
 _MAX_BLANKS: Final = 1024  # after "--boundary"; beyond this the line is content
 _MAX_PREAMBLE: Final = 1 << 20  # kept in case the multipart never shows a delimiter line
-_QP_MAX_WAIT: Final = 1 << 16  # longest line held back for a quoted-printable "=\r"
-_B64_FAST_MIN: Final = 4096  # shorter base64 slices take the exact path only
 
 _Delim = tuple[int, bool, int]  # (level in the multipart stack, is the close delimiter, line end)
 _NEED: Final[_Delim] = (-1, False, -1)  # cannot tell before more input arrives
-
-
-class _Decoder:
-    """Transfer-encoding removal for one leaf; 7bit, 8bit, binary and unknown pass through.
-    `feed` takes data[start:end] (no slice is copied to hand it over) and returns decoded pieces."""
-
-    def feed(self, data: bytes | bytearray, start: int, end: int) -> list[bytes]:
-        raw = data[start:end]  # the whole of a bytes object is not copied
-        return [raw if isinstance(raw, bytes) else bytes(raw)]
-
-    def flush(self) -> bytes:
-        return b""
-
-
-class _Base64(_Decoder):
-    """Decodes slices to what binascii's lenient decoder gives for the whole body (feedparser's
-    fallback): bytes outside the alphabet are ignored, and a completed padding ends the data.
-
-    The fast path (measured in bench/big_emails.py): the whole lines of a slice, when no '=' is in
-    it and the lines before them left no partial 4-character group, go to the SIMD decoder in one
-    call; its lenient mode drops line breaks and other bytes outside the alphabet as binascii does,
-    and it refuses a group count that is not whole, so such slices take the exact path below. The
-    partial lines at both ends (a few dozen bytes) always take the exact path."""
-
-    def __init__(self) -> None:
-        self._quad = b""  # characters of an incomplete 4-character group
-        self._pad = False  # the last slice ended in a '=' after 2 characters of a group
-        self._done = False
-
-    def feed(self, data: bytes | bytearray, start: int, end: int) -> list[bytes]:
-        if self._done or start >= end:
-            return []
-        if end - start < _B64_FAST_MIN or data.find(b"=", start, end) >= 0:
-            return self._exact(data[start:end])
-        first = data.find(b"\n", start, end) + 1
-        last = data.rfind(b"\n", start, end) + 1
-        if not 0 < first < last:  # fewer than two line breaks: no whole line to hand over
-            return self._exact(data[start:end])
-        out = self._exact(data[start:first])
-        fast = None
-        if not self._quad:
-            with memoryview(data)[first:last] as lines:
-                try:
-                    fast = _b64_lenient(lines)
-                except ValueError:  # binascii.Error: the lines do not hold whole groups
-                    pass
-        if fast is None:
-            out += self._exact(data[first:last])
-        elif fast:
-            out.append(fast)
-            self._pad = False
-        out += self._exact(data[last:end])
-        return out
-
-    def _exact(self, raw: bytes | bytearray) -> list[bytes]:
-        clean = raw.translate(None, _B64_JUNK)
-        if b"=" in clean:
-            clean = self._unpad(clean)
-        elif clean:
-            self._pad = False
-        out, i = [], 0
-        if self._quad:
-            i = min(4 - len(self._quad), len(clean))
-            self._quad += clean[:i]
-            if len(self._quad) == 4:
-                out.append(binascii.a2b_base64(self._quad))
-                self._quad = b""
-        if not self._quad:
-            whole = i + ((len(clean) - i) & ~3)
-            if whole > i:
-                try:
-                    out.append(_b64_clean(memoryview(clean)[i:whole]))
-                except ValueError:  # binascii.Error; not expected on a cleaned slice
-                    out.append(binascii.a2b_base64(memoryview(clean)[i:whole]))
-            self._quad = bytes(clean[whole:])
-        if self._done and (tail := self.flush()):
-            out.append(tail)
-        return out
-
-    def _unpad(self, clean: bytes | bytearray) -> bytes | bytearray:
-        """`clean` less the '=' that binascii ignores, cut where a completed padding ends the data."""
-        seen, at = 0, clean.find(b"=")
-        while at >= 0:
-            group = (len(self._quad) + at - seen) % 4  # position in its group, as '=' do not count
-            if group == 3 or (group == 2 and (clean[at - 1] == 0x3D if at else self._pad)):
-                self._done = True
-                return clean[:at].replace(b"=", b"")
-            seen, at = seen + 1, clean.find(b"=", at + 1)
-        self._pad = clean[-1] == 0x3D and (len(self._quad) + len(clean) - seen) % 4 == 2
-        return clean.replace(b"=", b"")
-
-    def flush(self) -> bytes:  # pads a group of 2 or 3 as email._encoded_words.decode_b does
-        quad, self._quad = self._quad, b""
-        return binascii.a2b_base64(quad + b"==") if len(quad) >= 2 else b""
-
-
-class _QuotedPrintable(_Decoder):
-    def __init__(self) -> None:
-        self._carry = b""
-
-    def feed(self, data: bytes | bytearray, start: int, end: int) -> list[bytes]:
-        return [out] if (out := self._decode(self._carry + data[start:end])) else []
-
-    def _decode(self, data: bytes) -> bytes:
-        cut = len(data)  # the longest prefix a2b_qp decodes as it would inside the whole body
-        line = data.rfind(b"\n") + 1
-        if data.find(b"=\r", line) >= 0 and cut - line <= _QP_MAX_WAIT:
-            cut = line  # a2b_qp drops everything from "=\r" to the next LF: wait for it
-        elif (eq := data.rfind(b"=", max(0, cut - 2))) >= 0:
-            run = eq + 1 - len(data[: eq + 1].rstrip(b"="))  # "==" decodes to "=": pairs are safe
-            cut = cut if run % 2 == 0 else eq
-        self._carry = data[cut:]
-        return binascii.a2b_qp(data[:cut])
-
-    def flush(self) -> bytes:
-        carry, self._carry = self._carry, b""
-        return binascii.a2b_qp(carry)
 
 
 def _eol_start(data: bytes | bytearray, start: int, end: int) -> int:
@@ -240,64 +92,6 @@ def _eol_start(data: bytes | bytearray, start: int, end: int) -> int:
     if end > start and data[end - 1] in (0x0A, 0x0D):
         end -= 2 if end - 1 > start and data[end - 2 : end] == b"\r\n" else 1
     return end
-
-
-def _chunk_text(chunk: bytes | str, charset: str | None) -> str:
-    if isinstance(chunk, str):
-        return chunk
-    try:  # no charset: decode_header's raw-unicode-escape; unknown-8bit: UTF-8, as policy.default
-        return chunk.decode(charset or "raw-unicode-escape", "replace")
-    except (LookupError, ValueError):  # unknown, or not a name at all ("utf-8\x00")
-        return chunk.decode("utf-8", "replace")
-
-
-def decode_header_value(value: str | Header | None) -> str:
-    """A header value with folds undone and RFC 2047 encoded words decoded; never raises.
-    Raw 8-bit bytes (compat32 gives them as an unknown-8bit Header) are read as UTF-8."""
-    text = ""
-    try:
-        if isinstance(value, Header):
-            value = "".join(_chunk_text(chunk, charset) for chunk, charset in decode_header(value))
-        text = _FOLD_RE.sub("", value or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        chunks = decode_header(text)
-    except Exception:  # lone surrogates, an encoded word that is not base64: as it is
-        return text or str(value or "")
-    try:
-        return str(make_header(chunks))
-    except Exception:  # an unknown charset or bad bytes: decode what can be decoded
-        return "".join(_chunk_text(chunk, charset) for chunk, charset in chunks)
-
-
-def _filename(msg: Message) -> str | None:
-    """policy.default's get_filename(): the same lookup, on its parsed (decoded) header values.
-
-    The modern header parser costs about 50 us a header (bench/small_emails.py); a plain value
-    (printable ASCII without encoded words, RFC 2231 parameters, comments or escapes) reads the
-    same through it, so only other values pay for it."""
-    probe = Message()
-    for name, value in msg.raw_items():
-        if name.lower() in ("content-disposition", "content-type") and "name" in value.lower():
-            value = _LINEBREAK_RE.sub("", value)
-            if _PLAIN_PARAMS_RE.fullmatch(value):
-                probe[name] = value
-                continue
-            try:
-                probe[name] = str(default.header_factory(name, value))
-            except Exception:  # the modern header parser gave up: decode it ourselves
-                probe[name] = decode_header_value(value)
-    return probe.get_filename()
-
-
-def _boundary(msg: Message) -> bytes | None:
-    """The boundary as bytes; None when absent or when it could never match a line."""
-    boundary = msg.get_boundary()
-    if boundary is None:
-        return None
-    try:
-        raw = boundary.encode("ascii", "surrogateescape")
-    except UnicodeEncodeError:
-        return None
-    return None if b"\r" in raw or b"\n" in raw else raw
 
 
 @dataclass(slots=True)
@@ -327,7 +121,7 @@ class MimeParser:
         self._mode, self._root_seen = _HEADERS, False
         self._path: tuple[int, ...] = ()  # of the entity whose header block is being read
         self._leaf: PartHeader | None = None
-        self._decoder, self._strip = _Decoder(), False  # strip: lose the last line break at the end
+        self._decoder, self._strip = Decoder(), False  # strip: lose the last line break at the end
         self._leaves, self._events, self._closed = 0, list[Event](), False
         self._handlers = (self._headers, self._body, self._parts, self._skip)
 
@@ -462,7 +256,7 @@ class MimeParser:
             if parent is not None and parent.digest:
                 msg.set_default_type("message/rfc822")
             ctype = msg.get_content_type()
-            boundary = _boundary(msg) if ctype.startswith("multipart/") else None
+            boundary = boundary_of(msg) if ctype.startswith("multipart/") else None
         except Exception as exc:
             raise MalformedEmail(f"unreadable MIME headers: {exc}") from exc
         if not self._root_seen:
@@ -490,7 +284,7 @@ class MimeParser:
                 content_type=msg.get_content_type(),
                 charset=msg.get_content_charset(),
                 disposition=msg.get_content_disposition(),
-                filename=_filename(msg),
+                filename=filename_of(msg),
                 content_id=None if cid is None else str(cid).strip(),
                 transfer_encoding=str(msg.get("content-transfer-encoding", "")).strip().lower() or "7bit",
                 headers=msg,
@@ -498,8 +292,7 @@ class MimeParser:
         except Exception as exc:
             raise MalformedEmail(f"unreadable MIME headers: {exc}") from exc
         self._leaves, self._leaf, self._strip = self._leaves + 1, part, strip
-        decoders = {"base64": _Base64, "quoted-printable": _QuotedPrintable}
-        self._decoder = decoders.get(part.transfer_encoding, _Decoder)()
+        self._decoder = decoder_for(part.transfer_encoding)
         self._events.append(PartStart(part))
 
     def _emit(self, data: bytes | bytearray, start: int, end: int) -> None:

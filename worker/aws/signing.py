@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.errors import ConfigError
-from worker.reader import StoredFile
+from worker.mail.reader import StoredFile
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from worker import __version__
+from worker.aws.signing import LinkSigner, credentials_expiry_of, describe_expiry, parse_signer_secret
 from worker.config import Settings
-from worker.signing import LinkSigner, credentials_expiry_of, describe_expiry, parse_signer_secret
 
 # Botocore's standard retry mode already backs off on throttling and 5xx for each call; what it
 # cannot fix is left to SQS redelivery.

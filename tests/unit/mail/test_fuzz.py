@@ -2,7 +2,7 @@
 
 Every input must end in exactly one of two ways: a ReadEmail, or MalformedEmail with a reason.
 Never another exception, never a hang, never memory that grows with the number of inputs.
-CI runs a bounded number of cases; `SENSORMAIL_FUZZ_EXAMPLES=20000 pytest tests/unit/test_fuzz.py`
+CI runs a bounded number of cases; `SENSORMAIL_FUZZ_EXAMPLES=20000 pytest tests/unit/mail/test_fuzz.py`
 runs longer.
 """
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests.conftest import SAMPLES
 from worker.config import Limits
 from worker.errors import MalformedEmail
-from worker.reader import DryRunStore, ReadEmail, read_email
+from worker.mail.reader import DryRunStore, ReadEmail, read_email
 
 EXAMPLES = int(os.environ.get("SENSORMAIL_FUZZ_EXAMPLES", "300"))
 LIMITS = Limits(max_header_bytes=64 * 1024, max_depth=16, max_parts=500, max_body_bytes=256 * 1024, max_attachments=200)
@@ -109,7 +109,7 @@ def test_memory_does_not_grow_across_many_inputs() -> None:
 
 def test_hostile_charsets_fall_back_to_utf8() -> None:
     """Found by the fuzzer: a NUL in the charset made codecs.lookup raise ValueError."""
-    from worker.reader import decode_text
+    from worker.mail.reader import decode_text
 
     for charset in ("utf-8\x00", "zlib_codec", "hex", "rot13", "no-such-charset", ""):
         assert decode_text("é".encode(), charset) == "é"
@@ -118,7 +118,7 @@ def test_hostile_charsets_fall_back_to_utf8() -> None:
 
 def test_hostile_encoded_word_charsets_never_raise() -> None:
     """Found by the fuzzer: an encoded word whose charset holds a NUL."""
-    from worker.mime import decode_header_value
+    from worker.mail.headers import decode_header_value
 
     assert decode_header_value("=?utf-8\x00?q?caf=C3=A9?= ok").endswith("ok")
     assert decode_header_value("=?x\x00y?b?AAAA?=") is not None

@@ -20,8 +20,9 @@ import anyio
 
 from worker.config import Limits
 from worker.errors import MalformedEmail
-from worker.hashing import StreamHash
-from worker.mime import Event, MessageHeaders, MimeParser, PartData, PartEnd, PartHeader, PartStart, decode_header_value
+from worker.mail.hashing import StreamHash
+from worker.mail.headers import decode_header_value
+from worker.mail.mime import Event, MessageHeaders, MimeParser, PartData, PartEnd, PartHeader, PartStart
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""worker.recipients: find, validate and remove the recipient block."""
+"""worker.mail.recipients: find, validate and remove the recipient block."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.recipients import (
+from worker.mail.recipients import (
     MAX_RECIPIENTS_PER_SEND,
     RecipientBlock,
     batches,

@@ -26,8 +26,8 @@ from urllib.parse import quote
 import anyio
 from anyio.abc import TaskGroup
 
-from worker.reader import AttachmentWriter, StoredFile
-from worker.signing import LinkSigner
+from worker.aws.signing import LinkSigner
+from worker.mail.reader import AttachmentWriter, StoredFile
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_CHARS = 100
@@ -85,7 +85,7 @@ class S3AttachmentStore:
         self.part_size = part_size
         self.parts_in_flight = parts_in_flight
         self._uploads: TaskGroup | None = None
-        self.signer = signer  # knows the signing credentials' real lifetime (worker/signing.py)
+        self.signer = signer  # knows the signing credentials' real lifetime (worker/aws/signing.py)
 
     async def __aenter__(self) -> S3AttachmentStore:
         if self.parts_in_flight > 0:

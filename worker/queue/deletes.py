@@ -7,7 +7,7 @@ once; the sender sends when 10 are waiting or the first has waited `linger_s`. W
 the message stays invisible for at least a third of the visibility timeout after its last
 heartbeat (worker/config.py), far longer than the linger. A delete that fails or never goes out
 (the worker stopping) only makes SQS redeliver a handled message, which the progress record then
-recognises as done (worker/ledger.py); it is logged with its reason.
+recognises as done (worker/aws/ledger.py); it is logged with its reason.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from worker.cli import main
-from worker.smtp_credentials import device_settings, parse_device_secret, smtp_host, smtp_password
+from worker.ops.smtp_credentials import device_settings, parse_device_secret, smtp_host, smtp_password
 
 # Vectors from two independent implementations that authenticate against SES:
 # terraform-provider-aws (internal/service/iam/access_key_test.go,

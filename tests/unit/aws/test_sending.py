@@ -10,9 +10,9 @@ import anyio
 import pytest
 from botocore.exceptions import ClientError
 
+from worker.aws.ratelimit import TokenBucket
+from worker.aws.sending import SuppressionList, effective_rate, pace_to_account, read_account, sandbox_rejection
 from worker.errors import PermanentError, RetryableError, classify
-from worker.ratelimit import TokenBucket
-from worker.sending import SuppressionList, effective_rate, pace_to_account, read_account, sandbox_rejection
 
 pytestmark = pytest.mark.anyio
 SENDER = "Alerts <alerts@sensormail.test>"
@@ -89,7 +89,7 @@ async def test_read_account_v1_uses_send_quota_and_sending_enabled() -> None:
 
 async def test_start_up_paces_to_the_account_rate_and_warns_in_the_sandbox(caplog: pytest.LogCaptureFixture) -> None:
     bucket = TokenBucket(0)
-    with caplog.at_level(logging.INFO, logger="worker.sending"):
+    with caplog.at_level(logging.INFO, logger="worker.aws.sending"):
         await pace_to_account(FakeSesV2(SANDBOX), "v2", 0, bucket)
     assert bucket.rate == 1.0
     assert any("sandbox" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
@@ -102,7 +102,7 @@ async def test_start_up_paces_to_the_account_rate_and_warns_in_the_sandbox(caplo
 async def test_start_up_keeps_the_configured_rate_when_the_account_cannot_be_read(caplog: pytest.LogCaptureFixture) -> None:
     bucket = TokenBucket(7)
     denied = client_error("AccessDeniedException", "not authorized to perform ses:GetAccount", 403, "GetAccount")
-    with caplog.at_level(logging.WARNING, logger="worker.sending"):
+    with caplog.at_level(logging.WARNING, logger="worker.aws.sending"):
         assert await pace_to_account(FakeSesV2(denied), "v2", 7, bucket) is None
     assert bucket.rate == 7
     [record] = [r for r in caplog.records if "sending quota" in r.getMessage()]
@@ -110,7 +110,7 @@ async def test_start_up_keeps_the_configured_rate_when_the_account_cannot_be_rea
     # An emulator without the API answers with an HTML 404: said in a few words.
     missing = client_error("404", "<!doctype html><title>404 Not Found</title>", 404, "GetAccount")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="worker.sending"):
+    with caplog.at_level(logging.WARNING, logger="worker.aws.sending"):
         await pace_to_account(FakeSesV2(missing), "v2", 7, bucket)
     [record] = [r for r in caplog.records if "sending quota" in r.getMessage()]
     assert record.__dict__["error"] == "GetAccount: not available at this endpoint (HTTP 404)"
@@ -168,7 +168,7 @@ async def test_suppression_list_errors_never_block_sending(caplog: pytest.LogCap
     suppression = SuppressionList(ses)
     assert await suppression.reasons(("gone@example.com",)) == {}
     ses.fail_with = client_error("AccessDeniedException", "no", 403, "GetSuppressedDestination")
-    with caplog.at_level(logging.WARNING, logger="worker.sending"):
+    with caplog.at_level(logging.WARNING, logger="worker.aws.sending"):
         assert await suppression.reasons(("gone@example.com",)) == {}
         assert await suppression.reasons(("other@example.com",)) == {}
     assert len(ses.lookups) == 2  # after AccessDenied the list is not asked again

@@ -2,7 +2,7 @@
 
 A message is settled only once its outcome is known:
 - every email in it sent, or handed to the fallback topic, or the event ignored -> delete
-  (queued for a shared DeleteMessageBatch: the handler's slot is free at once, worker/deletes.py);
+  (queued for a shared DeleteMessageBatch: the handler's slot is free at once, worker/queue/deletes.py);
 - transient failure -> leave it; its visibility is set to a backoff so SQS redelivers it later;
 - permanent failure -> copy to the DLQ with the reason as attributes, then delete (without a
   DLQ configured, it is left for the queue's redrive policy);
@@ -22,13 +22,13 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from worker.aws import Clients, open_clients
+from worker.aws.clients import Clients, open_clients
+from worker.aws.sending import pace_to_account
 from worker.config import Settings
-from worker.deletes import BatchDeleter
 from worker.errors import PermanentError, RetryableError, classify, describe
 from worker.events import Ignored, S3ObjectRef, decode_body
 from worker.pipeline import Outcome, Pipeline
-from worker.sending import pace_to_account
+from worker.queue.deletes import BatchDeleter
 from worker.telemetry import emf
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.links import safe_name
+from worker.aws.links import safe_name
 
 REVOKED_PREFIX = "revoked/"
 

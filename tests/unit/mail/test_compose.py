@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.compose_oracle import compose_with_email_message
-from worker.compose import (
+from worker.mail.compose import (
     MAX_NOTICE_BYTES,
     _clean_header,
     compose_email,
     fallback_notice,
     human_size,
 )
-from worker.reader import Attachment, StoredFile
+from worker.mail.reader import Attachment, StoredFile
 
 EXAMPLES = int(os.environ.get("SENSORMAIL_FUZZ_EXAMPLES", "300"))
 

@@ -1,4 +1,4 @@
-"""worker.mime: the streaming parser, with the standard library as the oracle."""
+"""worker.mail.mime: the streaming parser, with the standard library as the oracle."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from worker.errors import MalformedEmail
-from worker.mime import (
+from worker.mail.headers import decode_header_value
+from worker.mail.mime import (
     Event,
     MessageHeaders,
     MimeParser,
@@ -26,11 +27,10 @@ from worker.mime import (
     PartEnd,
     PartHeader,
     PartStart,
-    decode_header_value,
     parse,
 )
 
-SAMPLES = sorted((Path(__file__).parents[2] / "worker" / "local" / "samples").glob("*.eml"))
+SAMPLES = sorted((Path(__file__).parents[3] / "worker" / "local" / "samples").glob("*.eml"))
 Leaf = tuple[PartHeader, bytes]
 
 

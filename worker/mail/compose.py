@@ -18,7 +18,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from functools import lru_cache
 
-from worker.reader import Attachment
+from worker.mail.reader import Attachment
 
 EXCERPT_CHARS = 500
 # SNS accepts up to 256 KiB per message; keep a margin for the envelope.

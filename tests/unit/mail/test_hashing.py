@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from worker.hashing import OFFLOAD_MIN_BYTES, StreamHash
+from worker.mail.hashing import OFFLOAD_MIN_BYTES, StreamHash
 
 
 def test_pieces_small_and_large_hash_in_order() -> None:

@@ -1,0 +1,1 @@
+"""One AWS concern a module: clients, attachment links and their signer, sending, the progress ledger."""

@@ -1,0 +1,1 @@
+"""The SQS loop: receive, heartbeat, settle, drain."""
