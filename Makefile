@@ -1,6 +1,6 @@
 # Two entry points do all set-up on a fresh machine:
 #   make demo   the whole flow on an embedded AWS emulator (sample emails in, links out)
-#   make test   type check and the whole test suite
+#   make test   type check and the whole test suite, on moto and (with a Docker engine) LocalStack
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -18,14 +18,14 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sensormail local --send-sample all --once
+	$(BIN)/sensormail local --backend moto --send-sample all --once
 
 local: $(STAMP)
 	$(BIN)/sensormail local
 
 test: $(STAMP)
 	$(BIN)/mypy
-	$(BIN)/pytest
+	tests/with-docker-engine.sh $(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

@@ -1,10 +1,12 @@
-"""The AWS backend for every test that needs one, chosen once per session:
+"""The AWS backends every test that needs one runs on, each started once per session:
 
-1. `AWS_ENDPOINT_URL` when set (an emulator you run yourself);
-2. LocalStack through testcontainers when a Docker engine answers
-   (`SENSORMAIL_TEST_BACKEND=moto` forces moto even then);
-3. moto's server in-process on 127.0.0.1, over real HTTP.
+- `moto`: moto's server in-process on 127.0.0.1, over real HTTP (no Docker);
+- `localstack`: LocalStack through testcontainers, when a Docker engine answers. Without one those
+  tests skip with the reason, except under `CI=true`, where no engine is an error.
 
+Both by default, so each AWS-backed test runs twice (ids `[moto]` and `[localstack]`).
+`SENSORMAIL_TEST_BACKEND=moto` (or `localstack`) runs one of them; `AWS_ENDPOINT_URL` set runs on
+that endpoint only (`[external]`, or `[localstack]` when LocalStack answers there).
 Each test gets its own randomly named buckets, queues and topics.
 """
 
@@ -20,7 +22,7 @@ import pytest
 
 from worker.aws.clients import Clients, open_clients
 from worker.config import Settings
-from worker.local.emulator import Emulator, start_emulator
+from worker.local.emulator import Emulator, docker_answers, start_emulator
 from worker.local.provision import LocalResources, provision
 
 SAMPLES = Path(__file__).resolve().parent.parent / "worker" / "local" / "samples"
@@ -31,11 +33,32 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[Emulator]:
-    prefer = os.environ.get("SENSORMAIL_TEST_BACKEND", "auto")
-    with start_emulator(os.environ, prefer) as emu:
-        yield emu
+def backends() -> list[str]:
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        return ["external"]
+    chosen = os.environ.get("SENSORMAIL_TEST_BACKEND", "both")
+    if chosen not in ("both", "moto", "localstack"):
+        raise pytest.UsageError(f"SENSORMAIL_TEST_BACKEND={chosen}: expected moto, localstack or both")
+    return ["moto", "localstack"] if chosen == "both" else [chosen]
+
+
+@pytest.fixture(scope="session", params=backends())
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    backend: str = request.param
+    if backend == "localstack" and not docker_answers():
+        reason = "LocalStack needs a Docker engine, and none answers (DOCKER_HOST or /var/run/docker.sock)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; under CI=true the LocalStack tests must run (see .ci/run)", pytrace=False)
+        pytest.skip(reason)
+    saved = os.environ.get("AWS_ENDPOINT_URL")
+    try:
+        with start_emulator(os.environ, "auto" if backend == "external" else backend) as emu:
+            yield emu
+    finally:
+        if saved is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = saved
 
 
 @pytest.fixture

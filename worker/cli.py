@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="exit after the emails sent with --send-sample/--send are handled")
     local.add_argument("--backend", choices=("auto", "moto", "localstack"), default="auto",
                        help="auto: AWS_ENDPOINT_URL if set, else LocalStack if Docker answers, else moto")
+    local.add_argument("--worker-image", metavar="IMAGE",
+                       help="run the worker as this container image (non-root, read-only, host network) "
+                            "instead of in this process")
     return parser
 
 
@@ -79,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(env.get("SENSORMAIL_LOG_LEVEL", "INFO"), stream=sys.stderr if args.command in ("inspect", "local", "smtp-credentials", "pause", "resume") else None)
     try:
         if args.command == "run":
-            settings = Settings.from_env(env)
+            settings = Settings.from_env(_ses_api_for_endpoint(env))
             from worker.queue.consumer import serve
 
             anyio.run(serve, settings)
@@ -102,11 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "smtp-credentials":
             return anyio.run(_smtp_credentials, args, Settings.from_env(env, require_aws=False), dict(env))
         if args.command in ("pause", "resume"):
-            return anyio.run(_kill_switch, args, Settings.from_env(env, require_aws=False))
+            return anyio.run(_kill_switch, args, Settings.from_env(_ses_api_for_endpoint(env), require_aws=False))
         if args.command == "local":
-            from worker.local.run import run_local
-
-            return anyio.run(run_local, args, env)
+            return _local(args)
     except ConfigError as error:
         print(f"sensormail: configuration error: {error}", file=sys.stderr)
         return 2
@@ -118,6 +119,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unknown command {args.command}")
+
+
+LOCAL_EXTRA = {"moto", "aiosmtpd", "cryptography", "boto3", "flask", "werkzeug"}
+
+
+def _local(args: argparse.Namespace) -> int:
+    try:
+        from worker.local.container import ContainerUnavailable
+        from worker.local.emulator import EmulatorUnavailable
+        from worker.local.run import run_local
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in LOCAL_EXTRA:
+            raise
+        print(f"sensormail: local needs the local extra ({error.name} is missing): "
+              "pip install 'sensormail[local]'", file=sys.stderr)
+        return 2
+    try:
+        return anyio.run(run_local, args, os.environ)
+    except (EmulatorUnavailable, ContainerUnavailable) as error:
+        print(f"sensormail: local: {error}", file=sys.stderr)
+        return 2
+
+
+def _ses_api_for_endpoint(env: Mapping[str, str]) -> Mapping[str, str]:
+    """LocalStack Community has no SESv2: behind an AWS_ENDPOINT_URL where LocalStack answers, SES v1
+    unless SENSORMAIL_SES_API says otherwise. Real AWS (no endpoint) is never probed."""
+    endpoint = env.get("AWS_ENDPOINT_URL")
+    if not endpoint or env.get("SENSORMAIL_SES_API"):
+        return env
+    from worker.aws.clients import endpoint_is_localstack
+
+    return {**env, "SENSORMAIL_SES_API": "v1"} if endpoint_is_localstack(endpoint) else env
 
 
 def _no_region(error: Exception) -> bool:

@@ -94,7 +94,7 @@ class Stack:
         self.status = described["StackStatus"]
         self.outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
         summaries = self.cf.list_stack_resources(StackName=name)["StackResourceSummaries"]
-        self.physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in summaries if r["LogicalResourceId"]}
+        self.physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in summaries if r["LogicalResourceId"]}
 
     def delete(self) -> None:
         try:
@@ -103,9 +103,24 @@ class Stack:
             pass
 
 
+def stack_id_suffix_for_localstack(node: Any) -> Any:
+    """The templates name buckets after the last group of the stack id's UUID (`!Select [4, !Split
+    ["-", ...]]`); LocalStack's stack ids end in a short id without dashes, so take it whole."""
+    if isinstance(node, dict):
+        select = node.get("Fn::Select")
+        if isinstance(select, list) and select[0] == 4 and "AWS::StackId" in json.dumps(select[1]):
+            return {"Fn::Select": [0, select[1]]}
+        return {k: stack_id_suffix_for_localstack(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [stack_id_suffix_for_localstack(v) for v in node]
+    return node
+
+
 def deploy(emulator: Emulator, name: str, parameters: dict[str, str]) -> Stack:
     decided = cfn.with_conditions(cfn.load(name), DECIDED_CONDITIONS.get(name, {}))
     template, removed = cfn.without(decided, cannot(emulator, name))
+    if not is_moto(emulator):
+        template = stack_id_suffix_for_localstack(template)
     if is_moto(emulator) and "ImageRepository" in template["Resources"]:
         # moto names an unnamed repository after the stack, with capitals ECR then refuses.
         template["Resources"]["ImageRepository"]["Properties"]["RepositoryName"] = f"sensormail-{secrets.token_hex(4)}"
@@ -183,6 +198,7 @@ def test_buckets_are_named_after_the_stack_and_encrypted(pipeline: Stack, emulat
 
 
 def test_bucket_settings_moto_ignores(pipeline: Stack, emulator: Emulator) -> None:
+    """Checked on LocalStack: public access blocks, TLS-only policies, the queue notification."""
     if is_moto(emulator):
         pytest.skip("moto ignores public access blocks, lifecycle, policies and notifications in templates")
     s3 = client("s3")
@@ -192,8 +208,10 @@ def test_bucket_settings_moto_ignores(pipeline: Stack, emulator: Emulator) -> No
         assert all(block.values()) and len(block) == 4
         policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
         assert "DenyInsecureTransport" in {s.get("Sid") for s in policy["Statement"]}
-    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=attachments)["Rules"]}
-    assert rules["expire-state"]["Expiration"]["Days"] == 14
+    # LocalStack 4.4's CloudFormation drops a bucket's LifecycleConfiguration (the rules are read
+    # from the template in test_pipeline_template.py), so the lifecycle is not checked here.
+    with pytest.raises(s3.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
+        s3.get_bucket_lifecycle_configuration(Bucket=attachments)
     [notify] = s3.get_bucket_notification_configuration(Bucket=incoming)["QueueConfigurations"]
     assert notify["QueueArn"] == pipeline.outputs["QueueArn"]
 

@@ -143,7 +143,7 @@ async def test_transient_failure_leaves_the_message_for_redelivery(
     from aiobotocore.session import get_session
 
     dead = AioConfig(retries={"max_attempts": 1}, connect_timeout=1)
-    async with get_session().create_client("sesv2", endpoint_url="http://127.0.0.1:9", config=dead) as ses:
+    async with get_session().create_client("sesv2" if settings.ses_api == "v2" else "ses", endpoint_url="http://127.0.0.1:9", config=dead) as ses:
         broken = Clients(s3=aws.s3, sqs=aws.sqs, sns=aws.sns, ses=ses)
         await put_incoming(aws, resources, sample("alarm-with-csv.eml"))
         stop = anyio.Event()

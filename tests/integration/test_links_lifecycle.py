@@ -9,12 +9,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import anyio
 import pytest
 
 from tests.helpers import attachments_of, put_incoming
 from worker.aws.clients import Clients, open_clients
 from worker.aws.signing import EXPIRY_MARGIN_S, LinkSigner
 from worker.config import Settings
+from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources
 from worker.ops.revoke import REVOKED_PREFIX, revoke
 from worker.pipeline import Pipeline
@@ -81,17 +83,42 @@ async def test_a_dedicated_signer_from_secrets_manager_signs_the_links(
 ) -> None:
     from aiobotocore.session import get_session
 
-    async with get_session().create_client("secretsmanager") as sm:
+    name = f"signer-{resources.queue_arn.rsplit(':', 1)[-1]}"
+    async with get_session().create_client("iam") as iam, get_session().create_client("secretsmanager") as sm:
+        # As deploy/service.yaml does: a user of its own, its access key in a secret.
+        await iam.create_user(UserName=name)
+        key = (await iam.create_access_key(UserName=name))["AccessKey"]
         secret = await sm.create_secret(
-            Name=f"signer-{resources.queue_arn.rsplit(':', 1)[-1]}",
-            SecretString=json.dumps({"access_key_id": "AKIASIGNEREXAMPLE", "secret_access_key": "s3cr3t"}),
+            Name=name,
+            SecretString=json.dumps({"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}),
         )
     dedicated = replace(settings, signer_secret_arn=secret["ARN"], link_expiry_s=7 * 24 * 3600)
     async with open_clients(dedicated) as aws:
         outcome = await Pipeline(dedicated, aws).process(await put_incoming(aws, resources, sample("alarm-with-csv.eml")))
     [a] = outcome.attachments
     query = parse_qs(urlsplit(a.stored.url or "").query)
-    assert query["X-Amz-Credential"][0].startswith("AKIASIGNEREXAMPLE/")
+    assert query["X-Amz-Credential"][0].startswith(key["AccessKeyId"] + "/")
     assert query["X-Amz-Expires"] == [str(7 * 24 * 3600)]
     assert (await fetch(a.stored.url or ""))[0] == 200
 
+
+
+async def test_tampered_and_expired_links_are_refused(
+    settings: Settings, resources: LocalResources, sample: Any, emulator: Emulator
+) -> None:
+    """LocalStack runs with S3_SKIP_SIGNATURE_VALIDATION=0, so S3 really checks the signature."""
+    if emulator.kind != "localstack":
+        pytest.skip("moto does not check pre-signed URL signatures")
+    short = replace(settings, link_expiry_s=2)
+    async with open_clients(short) as aws:
+        outcome = await Pipeline(short, aws).process(await put_incoming(aws, resources, sample("alarm-with-csv.eml")))
+    [url] = [a.stored.url for a in outcome.attachments]
+    assert url is not None and (await fetch(url))[0] == 200
+    parts = urlsplit(url)
+    signature = parse_qs(parts.query)["X-Amz-Signature"][0]
+    forged = url.replace(signature, ("0" if signature[0] != "0" else "1") + signature[1:])
+    other_key = url.replace(parts.path, parts.path.replace("pump2-trend", "pump3-trend"))
+    assert (await fetch(forged))[0] == 403
+    assert (await fetch(other_key))[0] == 403
+    await anyio.sleep(3)
+    assert (await fetch(url))[0] == 403

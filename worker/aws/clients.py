@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import platform
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -92,3 +94,12 @@ async def _link_signer(settings: Settings, session: Any, stack: AsyncExitStack, 
         signer = LinkSigner(s3, settings.attachments_bucket, settings.link_expiry_s, credentials_expiry_of(credentials))
     describe_expiry(signer)
     return signer
+
+
+def endpoint_is_localstack(url: str) -> bool:
+    """True when LocalStack answers at `url` (its health endpoint); anything else is not."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/_localstack/health", timeout=3) as response:  # noqa: S310
+            return isinstance(json.loads(response.read()).get("services"), dict)
+    except Exception:  # not LocalStack, or not answering: the caller treats it as a plain endpoint
+        return False

@@ -1,7 +1,9 @@
 """The AWS API emulator for local runs and tests, chosen in this order:
 
-1. `AWS_ENDPOINT_URL` when set (anything already running: LocalStack, moto, ...);
-2. LocalStack through testcontainers when a Docker engine answers;
+1. `AWS_ENDPOINT_URL` when set (anything already running: LocalStack, found by its health
+   endpoint, moto, ...);
+2. LocalStack through testcontainers when a Docker engine answers (with `auto`, a missing `docker`
+   extra or an image that will not start falls back to moto with a one-line notice);
 3. moto's server in this process, on 127.0.0.1 and a free port (no Docker, no account).
 """
 
@@ -13,9 +15,11 @@ import os
 import threading
 import urllib.request
 from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from worker.aws.clients import endpoint_is_localstack
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +28,15 @@ Kind = Literal["external", "localstack", "moto"]
 # use a pinned community image from before that date.
 DEFAULT_LOCALSTACK_IMAGE = "localstack/localstack:4.4"
 DOCKER_SOCKET = "/var/run/docker.sock"
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# What the tests and the worker need; S3 checks signatures, so expired or tampered links are refused.
+LOCALSTACK_SERVICES = ("s3", "sqs", "sns", "ses", "secretsmanager", "cloudformation", "iam", "sts")
+LOCALSTACK_ENV = {"S3_SKIP_SIGNATURE_VALIDATION": "0"}
+
+
+class EmulatorUnavailable(RuntimeError):
+    """The emulator asked for cannot be started; the message is one line for the user."""
+# LocalStack checks pre-signed URLs against the secret key "test" (its default account).
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +82,31 @@ def start_emulator(env: MutableMapping[str, str], prefer: str = "auto") -> Itera
     set_emulator_defaults(env)
     external = env.get("AWS_ENDPOINT_URL")
     if external and prefer == "auto":
-        kind: Kind = "localstack" if env.get("SENSORMAIL_EMULATOR") == "localstack" else "external"
-        yield Emulator(kind, external)
+        yield Emulator("localstack" if endpoint_is_localstack(external) else "external", external)
         return
     if prefer == "localstack" or (prefer == "auto" and docker_answers(env)):
-        with _localstack(env) as url:
-            env["AWS_ENDPOINT_URL"] = url
-            yield Emulator("localstack", url)
-        return
+        with ExitStack() as stack:
+            try:
+                url = stack.enter_context(_localstack(env))
+            except Exception as error:
+                reason = _why_not_localstack(error)
+                if prefer == "localstack":
+                    raise EmulatorUnavailable(f"LocalStack cannot start: {reason}") from error
+                logger.warning(f"LocalStack cannot start ({reason}); using the embedded moto emulator instead")
+            else:
+                env["AWS_ENDPOINT_URL"] = url
+                yield Emulator("localstack", url)
+                return
     with _moto() as url:
         env["AWS_ENDPOINT_URL"] = url
         yield Emulator("moto", url)
+
+
+def _why_not_localstack(error: Exception) -> str:
+    if isinstance(error, ModuleNotFoundError) and error.name and error.name.split(".")[0] == "testcontainers":
+        return "the docker extra is not installed: pip install 'sensormail[docker]'"
+    first = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {first[0] if first else ''}".rstrip(": ")
 
 
 _moto_patched = False
@@ -108,7 +134,12 @@ def _make_moto_conditional_writes_atomic() -> None:
 
 @contextmanager
 def _moto() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
+    try:
+        from moto.server import ThreadedMotoServer
+    except ModuleNotFoundError as error:
+        raise EmulatorUnavailable(
+            f"the embedded emulator needs the local extra ({error.name} is missing): pip install 'sensormail[local]'"
+        ) from error
 
     _make_moto_conditional_writes_atomic()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -129,7 +160,9 @@ def _localstack(env: MutableMapping[str, str]) -> Iterator[str]:
         "localstack/localstack:latest" if token else DEFAULT_LOCALSTACK_IMAGE
     )
     container = LocalStackContainer(image=image, region_name=env["AWS_DEFAULT_REGION"])
-    container.with_services("s3", "sqs", "sns", "ses", "cloudformation", "iam", "sts")
+    container.with_services(*LOCALSTACK_SERVICES)
+    for name, value in LOCALSTACK_ENV.items():
+        container.with_env(name, value)
     if token:
         container.with_env("LOCALSTACK_AUTH_TOKEN", token)
     logger.info("starting LocalStack", extra={"image": image})
@@ -168,11 +201,3 @@ def _get_json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - local emulator only
         result: dict[str, Any] = json.loads(response.read())
         return result
-
-
-def emulator_from_env(env: MutableMapping[str, str] | None = None) -> Emulator | None:
-    env = os.environ if env is None else env
-    url = env.get("AWS_ENDPOINT_URL")
-    if not url:
-        return None
-    return Emulator("localstack" if env.get("SENSORMAIL_EMULATOR") == "localstack" else "external", url)

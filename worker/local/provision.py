@@ -9,10 +9,12 @@ sender, and a queue subscribed to the fallback topic so notices can be read back
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -57,15 +59,16 @@ async def emulator_clients() -> AsyncIterator[dict[str, Any]]:
 
 
 async def provision(prefix: str = "sensormail", sender: str = "sensormail@example.com") -> LocalResources:
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
     async with emulator_clients() as c:
         s3, sqs, sns, ses = c["s3"], c["sqs"], c["sns"], c["ses"]
         incoming, attachments = f"{prefix}-incoming", f"{prefix}-attachments"
         for bucket in (incoming, attachments):
             await _create_bucket(s3, bucket)
 
-        dlq_url = (await sqs.create_queue(QueueName=f"{prefix}-dlq"))["QueueUrl"]
+        dlq_url = on_endpoint((await sqs.create_queue(QueueName=f"{prefix}-dlq"))["QueueUrl"], endpoint)
         dlq_arn = await _queue_arn(sqs, dlq_url)
-        queue_url = (
+        queue_url = on_endpoint((
             await sqs.create_queue(
                 QueueName=f"{prefix}-incoming",
                 Attributes={
@@ -75,7 +78,7 @@ async def provision(prefix: str = "sensormail", sender: str = "sensormail@exampl
                     ),
                 },
             )
-        )["QueueUrl"]
+        )["QueueUrl"], endpoint)
         queue_arn = await _queue_arn(sqs, queue_url)
         await s3.put_bucket_notification_configuration(
             Bucket=incoming,
@@ -92,7 +95,7 @@ async def provision(prefix: str = "sensormail", sender: str = "sensormail@exampl
 
         fallback_arn = (await sns.create_topic(Name=f"{prefix}-fallback"))["TopicArn"]
         alarms_arn = (await sns.create_topic(Name=f"{prefix}-alarms"))["TopicArn"]
-        inbox_url = (await sqs.create_queue(QueueName=f"{prefix}-fallback-inbox"))["QueueUrl"]
+        inbox_url = on_endpoint((await sqs.create_queue(QueueName=f"{prefix}-fallback-inbox"))["QueueUrl"], endpoint)
         await sns.subscribe(
             TopicArn=fallback_arn,
             Protocol="sqs",
@@ -111,6 +114,15 @@ async def provision(prefix: str = "sensormail", sender: str = "sensormail@exampl
             fallback_inbox_url=inbox_url,
             sender=sender,
         )
+
+
+def on_endpoint(queue_url: str, endpoint: str) -> str:
+    """The queue's URL on the emulator's endpoint. LocalStack names its queues on
+    `sqs.<region>.localhost.localstack.cloud:4566`, which needs public DNS and the container's own
+    port; SQS finds a queue by the account and name in the URL's path, so the endpoint that the
+    caller (or a container) reaches serves as well."""
+    account, name = urlsplit(queue_url).path.rstrip("/").split("/")[-2:]
+    return f"{endpoint.rstrip('/')}/{account}/{name}"
 
 
 async def _create_bucket(s3: Any, bucket: str) -> None:

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import re
 import smtplib
 import ssl
 import sys
 import tempfile
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources as package_files
 from pathlib import Path
 
 import aiohttp
 import anyio
 
-from worker.aws.clients import open_clients
+from worker.aws.clients import Clients, open_clients
 from worker.config import Settings
+from worker.local.container import start_worker, stop_worker
 from worker.local.emulator import start_emulator
+from worker.local.observe import Handled, Observer
 from worker.local.provision import INCOMING_PREFIX, provision
 from worker.local.smtp import start_smtp
 from worker.local.tls import make_certificate
@@ -142,24 +145,17 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
             _out(f"    password  {device.password}")
             _out(f"    certificate (self-signed, trust it with --cafile / -CAfile): {cert.cert_path}")
             _out(f"    try: openssl s_client -starttls smtp -crlf -connect 127.0.0.1:{smtp.port} -CAfile {cert.cert_path}")
-            _out("  worker settings (for `docker run -e ...` against this emulator):")
-            for name, value in {**overrides, "AWS_ENDPOINT_URL": emulator.url}.items():
-                _out(f"    {name}={value}")
+            container_env = {**overrides, **_aws_env(env)}
+            _out("  the worker image against this emulator (it joins the host's network):")
+            _out("    docker run --rm --network host --read-only --tmpfs /tmp \\")
+            for name, value in container_env.items():
+                _out(f"      -e {name}={value} \\")
+            _out("      sensormail")
             _out()
 
-            done = anyio.Event()
-            handled: list[Outcome] = []
-            expected = len(to_send)
-            failed = False
-
-            async def on_outcome(outcome: Outcome) -> None:
-                handled.append(outcome)
-                await _show(outcome, http)
-                if args.once and len(handled) >= expected:
-                    done.set()
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(lambda: serve(settings, on_outcome, clients=aws, stop=done))
+            async def send_all() -> int:
+                """Sends each email as a device would; returns how many were refused."""
+                refused = 0
                 for path in to_send:
                     _out(f"sending {path.name} over SMTP ...")
                     try:
@@ -167,17 +163,91 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
                                                        cert.client_context())
                     except (smtplib.SMTPException, OSError) as error:
                         print(f"sensormail: {path.name} was refused: {error}", file=sys.stderr)
-                        expected -= 1
-                        failed = True
-                if args.once and len(handled) >= expected:
-                    done.set()
-                if args.once:
-                    with anyio.move_on_after(ONCE_TIMEOUT_S) as waited:
-                        await done.wait()
-                    if waited.cancelled_caught:
-                        failed = True
-                        print(f"sensormail: only {len(handled)} of {expected} emails handled in time", file=sys.stderr)
-                        done.set()
+                        refused += 1
+                return refused
+
+            if args.worker_image:
+                observer = Observer(emulator, aws.sqs, resources)
+                failed = await _with_worker_container(args, container_env, settings, observer, http, send_all,
+                                                      len(to_send))
+            else:
+                failed = await _with_worker_here(args, settings, aws, http, send_all, len(to_send))
             await smtp.close()
             cert_dir.cleanup()
     return 1 if failed else 0
+
+
+def _aws_env(env: MutableMapping[str, str]) -> dict[str, str]:
+    """The SDK's variables a worker elsewhere needs for this emulator (fake credentials only)."""
+    names = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    return {name: os.environ.get(name) or env[name] for name in names if os.environ.get(name) or env.get(name)}
+
+
+async def _with_worker_here(args: argparse.Namespace, settings: Settings, aws: Clients, http: aiohttp.ClientSession,
+                            send_all: Callable[[], Awaitable[int]], expected: int) -> bool:
+    """The worker in this process; each outcome shown as it is settled. True when something failed."""
+    done = anyio.Event()
+    handled: list[Outcome] = []
+
+    async def on_outcome(outcome: Outcome) -> None:
+        handled.append(outcome)
+        await _show(outcome, http)
+        if args.once and len(handled) >= expected:
+            done.set()
+
+    failed = False
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: serve(settings, on_outcome, clients=aws, stop=done))
+        refused = await send_all()
+        failed, expected = refused > 0, expected - refused
+        if args.once:
+            with anyio.move_on_after(ONCE_TIMEOUT_S) as waited:
+                while len(handled) < expected:
+                    await anyio.sleep(0.1)
+            if waited.cancelled_caught:
+                failed = True
+                print(f"sensormail: only {len(handled)} of {expected} emails handled in time", file=sys.stderr)
+            done.set()
+    return failed
+
+
+async def _with_worker_container(args: argparse.Namespace, container_env: dict[str, str], settings: Settings,
+                                 observer: Observer, http: aiohttp.ClientSession,
+                                 send_all: Callable[[], Awaitable[int]], expected: int) -> bool:
+    """The worker image as a container; what it did read back from the emulator. True when something failed."""
+    container = await anyio.to_thread.run_sync(start_worker, args.worker_image, container_env)
+    _out(f"worker container {container.short_id} started from {args.worker_image}")
+    handled = 0
+    try:
+        refused = await send_all()
+        failed, expected = refused > 0, expected - refused
+        with anyio.move_on_after(ONCE_TIMEOUT_S if args.once else math.inf) as waited:
+            while not args.once or handled < expected:
+                for item in await observer.poll():
+                    handled += 1
+                    await _show_seen(item, http)
+                await anyio.sleep(0.3)
+        if waited.cancelled_caught:
+            failed = True
+            print(f"sensormail: only {handled} of {expected} emails handled in time", file=sys.stderr)
+    finally:
+        with anyio.CancelScope(shield=True):  # Ctrl-C too stops the container, as ECS would
+            stopped = await anyio.to_thread.run_sync(stop_worker, container, settings.drain_timeout_s + 5)
+        _out(f"worker container stopped (SIGTERM): exit {stopped.exit_code} in {stopped.seconds:.1f} s")
+    if stopped.exit_code != 0:
+        print(f"sensormail: the worker container exited {stopped.exit_code}; its log:\n{stopped.logs}", file=sys.stderr)
+    return failed or stopped.exit_code != 0
+
+
+async def _show_seen(item: Handled, http: aiohttp.ClientSession) -> None:
+    checks = [await _check_link(http, link.url, link.sha256) if link.url else "not stored" for link in item.links]
+    if item.kind == "sent":
+        lines = [f'SENT      "{item.subject}"', f"          to {', '.join(item.recipients)}"]
+    elif item.kind == "fallback":
+        lines = [f'FALLBACK  "{item.subject}"', f"          reason: {item.reason}; notice published to the fallback topic"]
+    else:
+        lines = [f"DLQ       reason: {item.reason}"]
+    for link, check in zip(item.links, checks):
+        lines.append(f"          {link.filename} [{check}]")
+        lines.append(f"            {link.url}")
+    _out("\n".join(lines) + "\n")
