@@ -184,7 +184,7 @@ async def _operate(args: argparse.Namespace, settings: Settings) -> int:
     from worker.ops.status import queue_status, redrive
 
     session = get_session()
-    async with session.create_client("sqs") as sqs:
+    async with session.create_client("sqs", region_name=settings.region) as sqs:
         if args.command == "redrive":
             try:
                 moved = await redrive(settings, sqs, args.count)
@@ -193,7 +193,7 @@ async def _operate(args: argparse.Namespace, settings: Settings) -> int:
                 return 2
             print(f"moved {moved} message(s) from the DLQ back to the incoming queue")
             return 0
-        async with session.create_client("cloudwatch") as cloudwatch:
+        async with session.create_client("cloudwatch", region_name=settings.region) as cloudwatch:
             status = await queue_status(settings, sqs, cloudwatch)
     if args.json:
         print(json.dumps(asdict(status)))
@@ -210,7 +210,7 @@ async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     from worker.ops.revoke import revoke
 
     style = {"addressing_style": "path"} if settings.endpoint_url else {}
-    async with get_session().create_client("s3", config=AioConfig(s3=style)) as s3:
+    async with get_session().create_client("s3", region_name=settings.region, config=AioConfig(s3=style)) as s3:
         try:
             moved = await revoke(s3, settings.attachments_bucket, settings.attachments_prefix,
                                  message_id=args.message_id, key=args.key)
@@ -228,7 +228,7 @@ async def _smtp_credentials(args: argparse.Namespace, settings: Settings, env: d
     if args.secret_id:
         from aiobotocore.session import get_session
 
-        async with get_session().create_client("secretsmanager") as secrets:
+        async with get_session().create_client("secretsmanager", region_name=settings.region) as secrets:
             value = await secrets.get_secret_value(SecretId=args.secret_id)
         try:
             key = parse_device_secret(str(value.get("SecretString", "")))
@@ -262,7 +262,7 @@ async def _kill_switch(args: argparse.Namespace, settings: Settings) -> int:
     session = get_session()
     async with AsyncExitStack() as stack:
         ses, ecs, scaling = [
-            await stack.enter_async_context(session.create_client(name))
+            await stack.enter_async_context(session.create_client(name, region_name=settings.region))
             for name in ("sesv2" if settings.ses_api == "v2" else "ses", "ecs", "application-autoscaling")
         ]
         if args.command == "pause":

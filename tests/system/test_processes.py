@@ -95,6 +95,30 @@ async def test_run_processes_then_exits_0_on_sigterm_within_the_drain_time(
     assert len(lines) == 1 and '"outcome": "sent"' in lines[0] and '"attachments": 2' in lines[0]
 
 
+@pytest_anyio
+async def test_run_with_aws_region_alone(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator
+) -> None:
+    """AWS_REGION without AWS_DEFAULT_REGION (botocore reads only the latter): the worker runs."""
+    region = aws.s3.meta.region_name  # where the test's resources were created
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_DEFAULT_REGION", "AWS_REGION")}
+    env.update(resources.worker_env(), AWS_REGION=region, AWS_CONFIG_FILE="/nonexistent/aws-config",
+               SENSORMAIL_SES_API=settings.ses_api, SENSORMAIL_DRAIN_SECONDS="2")
+    worker = subprocess.Popen([*SENSORMAIL, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ref = await put_incoming(aws, resources, (SAMPLES / "alarm-with-csv.eml").read_bytes())
+        await wait_for(lambda: sent_to(emulator, ref.message_id) or worker.poll() is not None, timeout=30)
+        assert worker.poll() is None, "the worker exited"
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=15)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        out, err = worker.communicate()
+    assert code == 0, err
+    assert len(sent_to(emulator, ref.message_id)) == 1
+
+
 def test_inspect_json_contract() -> None:
     import json
 
