@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -75,6 +76,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        code = _command(args)
+        sys.stdout.flush()  # output that fit the buffer meets a closed pipe here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`sensormail inspect X --json | head -c 100`): nothing more to say.
+        # Exit as a tool killed by SIGPIPE would (128 + 13): the output is incomplete, so not 0,
+        # and a shell with pipefail sees what it sees for `cat big | head`. stdout now points at
+        # /dev/null so the interpreter's final flush does not fail again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass  # stdout is not a file descriptor (tests); nothing is flushed to it at exit
+        return 128 + signal.SIGPIPE
+
+
+def _command(args: argparse.Namespace) -> int:
     env = os.environ
     configure_logging(env.get("SENSORMAIL_LOG_LEVEL", "INFO"), stream=sys.stderr if args.command in ("inspect", "local", "smtp-credentials", "pause", "resume") else None)
     try:
@@ -159,6 +178,15 @@ async def _inspect(path: Path, as_json: bool, settings: Settings) -> int:
         email = await read_email(file_chunks(path), DryRunStore(), settings.limits)
     except FileNotFoundError:
         print(f"sensormail: no such file: {path}", file=sys.stderr)
+        return 2
+    except IsADirectoryError:
+        print(f"sensormail: inspect: {path} is a directory", file=sys.stderr)
+        return 2
+    except PermissionError:
+        print(f"sensormail: inspect: {path}: permission denied", file=sys.stderr)
+        return 2
+    except OSError as error:  # whatever else opening or reading the file raises (EIO, ...)
+        print(f"sensormail: inspect: {path}: {error.strerror or error}", file=sys.stderr)
         return 2
     except MalformedEmail as error:
         print(f"sensormail: malformed email: {error}", file=sys.stderr)
