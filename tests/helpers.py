@@ -128,3 +128,33 @@ async def run_until(settings: Settings, aws: Any, done: Any, timeout: float = 30
             tg.start_soon(watch)
             await serve(settings, seen, clients=aws, stop=stop)
     return outcomes
+
+
+class FlakySes:
+    """The worker's SES client, except that the sends numbered in `fail` (0-based, counted over
+    send_email and send_raw_email together) fail as SES does when it is briefly unavailable: HTTP 503,
+    after botocore's own retries gave up."""
+
+    def __init__(self, real: Any, fail: set[int]) -> None:
+        self.real = real
+        self.fail = fail
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def _maybe_fail(self, operation: str) -> None:
+        from botocore.exceptions import ClientError
+
+        n, self.calls = self.calls, self.calls + 1
+        if n in self.fail:
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "Service Unavailable"},
+                               "ResponseMetadata": {"HTTPStatusCode": 503}}, operation)
+
+    async def send_email(self, **kwargs: Any) -> Any:
+        self._maybe_fail("SendEmail")
+        return await self.real.send_email(**kwargs)
+
+    async def send_raw_email(self, **kwargs: Any) -> Any:
+        self._maybe_fail("SendRawEmail")
+        return await self.real.send_raw_email(**kwargs)

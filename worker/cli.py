@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -78,6 +79,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        code = _command(args)
+        sys.stdout.flush()  # output that fit the buffer meets a closed pipe here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`sensormail inspect X --json | head -c 100`): nothing more to say.
+        # Exit as a tool killed by SIGPIPE would (128 + 13): the output is incomplete, so not 0,
+        # and a shell with pipefail sees what it sees for `cat big | head`. stdout now points at
+        # /dev/null so the interpreter's final flush does not fail again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass  # stdout is not a file descriptor (tests); nothing is flushed to it at exit
+        return 128 + signal.SIGPIPE
+
+
+def _command(args: argparse.Namespace) -> int:
     env = os.environ
     configure_logging(env.get("SENSORMAIL_LOG_LEVEL", "INFO"), stream=sys.stderr if args.command in ("inspect", "local", "smtp-credentials", "pause", "resume") else None)
     try:
@@ -193,6 +212,15 @@ async def _inspect(path: Path, as_json: bool, settings: Settings) -> int:
     except FileNotFoundError:
         print(f"sensormail: no such file: {path}", file=sys.stderr)
         return 2
+    except IsADirectoryError:
+        print(f"sensormail: inspect: {path} is a directory", file=sys.stderr)
+        return 2
+    except PermissionError:
+        print(f"sensormail: inspect: {path}: permission denied", file=sys.stderr)
+        return 2
+    except OSError as error:  # whatever else opening or reading the file raises (EIO, ...)
+        print(f"sensormail: inspect: {path}: {error.strerror or error}", file=sys.stderr)
+        return 2
     except MalformedEmail as error:
         print(f"sensormail: malformed email: {error}", file=sys.stderr)
         return 1
@@ -217,7 +245,7 @@ async def _operate(args: argparse.Namespace, settings: Settings) -> int:
     from worker.ops.status import queue_status, redrive
 
     session = get_session()
-    async with session.create_client("sqs") as sqs:
+    async with session.create_client("sqs", region_name=settings.region) as sqs:
         if args.command == "redrive":
             try:
                 moved = await redrive(settings, sqs, args.count)
@@ -226,7 +254,7 @@ async def _operate(args: argparse.Namespace, settings: Settings) -> int:
                 return 2
             print(f"moved {moved} message(s) from the DLQ back to the incoming queue")
             return 0
-        async with session.create_client("cloudwatch") as cloudwatch:
+        async with session.create_client("cloudwatch", region_name=settings.region) as cloudwatch:
             status = await queue_status(settings, sqs, cloudwatch)
     if args.json:
         print(json.dumps(asdict(status)))
@@ -243,7 +271,7 @@ async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     from worker.ops.revoke import revoke
 
     style = {"addressing_style": "path"} if settings.endpoint_url else {}
-    async with get_session().create_client("s3", config=AioConfig(s3=style)) as s3:
+    async with get_session().create_client("s3", region_name=settings.region, config=AioConfig(s3=style)) as s3:
         try:
             moved = await revoke(s3, settings.attachments_bucket, settings.attachments_prefix,
                                  message_id=args.message_id, key=args.key)
@@ -261,7 +289,7 @@ async def _smtp_credentials(args: argparse.Namespace, settings: Settings, env: d
     if args.secret_id:
         from aiobotocore.session import get_session
 
-        async with get_session().create_client("secretsmanager") as secrets:
+        async with get_session().create_client("secretsmanager", region_name=settings.region) as secrets:
             value = await secrets.get_secret_value(SecretId=args.secret_id)
         try:
             key = parse_device_secret(str(value.get("SecretString", "")))
@@ -295,7 +323,7 @@ async def _kill_switch(args: argparse.Namespace, settings: Settings) -> int:
     session = get_session()
     async with AsyncExitStack() as stack:
         ses, ecs, scaling = [
-            await stack.enter_async_context(session.create_client(name))
+            await stack.enter_async_context(session.create_client(name, region_name=settings.region))
             for name in ("sesv2" if settings.ses_api == "v2" else "ses", "ecs", "application-autoscaling")
         ]
         if args.command == "pause":

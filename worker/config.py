@@ -1,7 +1,9 @@
 """Settings: read once from the environment at start-up, validated, frozen.
 
 Every variable carries the `SENSORMAIL_` prefix; the AWS SDK's own variables (`AWS_REGION`,
-`AWS_ENDPOINT_URL`, credentials) keep their standard meaning and are read by botocore itself.
+`AWS_ENDPOINT_URL`, credentials) keep their standard meaning and are read by botocore itself, except
+the region: botocore reads only `AWS_DEFAULT_REGION`, so `region` is read here, `AWS_REGION` first
+(as the AWS CLI v2 and the other AWS SDKs do), and handed to every client.
 A missing or invalid value raises ConfigError with one line naming the variable.
 """
 
@@ -67,6 +69,7 @@ class Settings:
     ecs_service: str | None = None
     intake_address: str | None = None  # the secret address devices send to (`sensormail smtp-credentials`)
     endpoint_url: str | None = None
+    region: str | None = None  # None: botocore's own resolution (the profile's region in ~/.aws/config)
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -99,6 +102,7 @@ class Settings:
             part_size_bytes=r.integer("SENSORMAIL_PART_SIZE_BYTES", d.part_size_bytes, MIN_PART_SIZE, 512 * MiB),
             parts_in_flight=r.integer("SENSORMAIL_PARTS_IN_FLIGHT", d.parts_in_flight, 0, 16),
             endpoint_url=r.optional_str("AWS_ENDPOINT_URL"),
+            region=r.optional_str("AWS_REGION") or r.optional_str("AWS_DEFAULT_REGION"),
             lease_s=r.integer("SENSORMAIL_LEASE_SECONDS", d.lease_s, 10, 12 * 3600),
             max_send_rate=float(r.integer("SENSORMAIL_MAX_SEND_RATE", 0, 0, 100_000)),
             signer_secret_arn=r.optional_str("SENSORMAIL_SIGNER_SECRET_ARN"),

@@ -20,7 +20,7 @@ import anyio
 from botocore.exceptions import ClientError
 
 from worker.aws.clients import Clients
-from worker.aws.ledger import Claim, Ledger
+from worker.aws.ledger import Claim, Ledger, LostClaim
 from worker.aws.links import S3AttachmentStore
 from worker.aws.ratelimit import TokenBucket
 from worker.aws.sending import SuppressionList, UnverifiedRecipients, sandbox_rejection
@@ -77,6 +77,22 @@ class Pipeline:
         claim = await self.ledger.claim(ref)
         if claim.done_before:
             return Outcome(kind="duplicate", ref=ref, reason=f"already {claim.record.outcome}")
+        try:
+            return await self._process_claimed(ref, claim)
+        except LostClaim:
+            raise  # the record is someone else's now
+        except Exception:
+            # This handler has stopped: its lease would only make the redelivery wait for it.
+            await self._release(claim, ref)
+            raise
+
+    async def _release(self, claim: Claim, ref: S3ObjectRef) -> None:
+        try:
+            await self.ledger.release(claim)
+        except Exception as error:  # the lease then ends by itself; the original error matters more
+            logger.warning("could not release the claim", extra={"s3_key": ref.key, "error": describe(error)})
+
+    async def _process_claimed(self, ref: S3ObjectRef, claim: Claim) -> Outcome:
         store = S3AttachmentStore(
             self.aws.s3,
             self.settings.attachments_bucket,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from typing import Any
 
 import anyio
 import pytest
 
-from tests.helpers import put_incoming, queue_depth, queue_empty, run_until, sent_to, wait_for
+from tests.helpers import FlakySes, put_incoming, queue_depth, queue_empty, run_until, sent_to, wait_for
 from worker.aws.clients import Clients
 from worker.config import Limits, Settings
 from worker.local.emulator import Emulator
@@ -167,3 +168,25 @@ async def test_transient_failure_leaves_the_message_for_redelivery(
                                           MessageSystemAttributeNames=["ApproximateReceiveCount"])
         [again] = r["Messages"]
         assert again["Attributes"]["ApproximateReceiveCount"] == "2"
+
+
+async def test_one_ses_503_is_retried_on_the_next_delivery_not_after_the_lease(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator, sample: Any
+) -> None:
+    """SES fails once (503): the message comes back after the first backoff (5-10 s) and is sent
+    then, once, though the claim's lease is an hour. Before the handler released its claim, every
+    redelivery met its own dead claim (InProgressElsewhere) until the lease ended."""
+    long_lease = replace(settings, lease_s=3600)
+    ses = FlakySes(aws.ses, fail={0})
+    ref = await put_incoming(aws, resources, sample("alarm-with-csv.eml"))
+    started = time.monotonic()
+
+    outcomes = await run_until(long_lease, replace(aws, ses=ses), lambda seen: len(seen) >= 1, timeout=40)
+
+    took = time.monotonic() - started
+    assert [o.kind for o in outcomes] == ["sent"]
+    assert ses.calls == 2  # the failed send and the one on the second delivery, nothing between
+    assert took < 30, f"sent after {took:.0f} s"
+    assert len(sent_to(emulator, ref.message_id)) == 1
+    assert await wait_for(lambda: queue_empty(aws, settings.queue_url))
+    assert await queue_depth(aws, resources.dlq_url) == 0

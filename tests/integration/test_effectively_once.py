@@ -11,10 +11,11 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import put_incoming, queue_depth, queue_empty, run_until, sent_to, wait_for
+from tests.helpers import FlakySes, put_incoming, queue_depth, queue_empty, run_until, sent_to, wait_for
 from worker.aws.clients import Clients
 from worker.aws.ledger import InProgressElsewhere, Ledger, LostClaim, Record
 from worker.config import Settings
+from worker.errors import RetryableError
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources
 from worker.pipeline import Pipeline
@@ -129,3 +130,81 @@ async def test_concurrent_claims_have_one_winner(settings: Settings, aws: Client
         for n in range(5):
             tg.start_soon(contend, f"w{n}")
     assert sorted(results) == ["lost"] * 4 + ["won"]
+
+
+async def read_record(aws: Clients, settings: Settings, ref: Any) -> dict[str, Any]:
+    key = Ledger(aws.s3, settings.attachments_bucket).key_for(ref)
+    response = await aws.s3.get_object(Bucket=settings.attachments_bucket, Key=key)
+    record: dict[str, Any] = json.loads(await response["Body"].read())
+    return record
+
+
+async def test_a_transient_failure_releases_the_claim_so_the_next_delivery_sends_at_once(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator, sample: Any
+) -> None:
+    """SES answers 503 once: the handler gives its lease back, so the redelivery does not meet its
+    own dead claim (InProgressElsewhere) for the rest of a one-hour lease."""
+    long_lease = replace(settings, lease_s=3600)
+    ref = await put_incoming(aws, resources, sample("alarm-with-csv.eml"))
+    ses = FlakySes(aws.ses, fail={0})
+
+    with pytest.raises(RetryableError, match="ServiceUnavailable"):
+        await Pipeline(long_lease, replace(aws, ses=ses)).process(ref)
+    released = await read_record(aws, settings, ref)
+    assert released["status"] == "processing" and released["lease_until"] <= time.time()
+    assert released["sent_batches"] == []
+
+    outcome = await Pipeline(long_lease, replace(aws, ses=ses)).process(ref)
+
+    assert outcome.kind == "sent" and ses.calls == 2
+    assert len(sent_to(emulator, ref.message_id)) == 1
+    record = await read_record(aws, settings, ref)
+    assert (record["status"], record["attempts"]) == ("done", 2)
+    assert (await Pipeline(long_lease, aws).process(ref)).kind == "duplicate"
+    assert len(sent_to(emulator, ref.message_id)) == 1
+
+
+async def test_a_failure_after_a_recorded_batch_does_not_resend_that_batch(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator
+) -> None:
+    """120 recipients, 3 batches; SES fails on the second: the retry sends batches 1 and 2 only."""
+    long_lease = replace(settings, lease_s=3600)
+    ref = await put_incoming(aws, resources, many_recipients(120))
+    ses = FlakySes(aws.ses, fail={1})
+
+    with pytest.raises(RetryableError):
+        await Pipeline(long_lease, replace(aws, ses=ses)).process(ref)
+    released = await read_record(aws, settings, ref)
+    assert released["sent_batches"] == [0] and released["lease_until"] <= time.time()
+    assert [len(m["To"].addresses) for m in sent_to(emulator, ref.message_id)] == [50]
+
+    outcome = await Pipeline(long_lease, replace(aws, ses=ses)).process(ref)
+
+    sends = sent_to(emulator, ref.message_id)
+    assert [len(m["To"].addresses) for m in sends] == [50, 50, 20]
+    everyone = [a.addr_spec for m in sends for a in m["To"].addresses]
+    assert sorted(everyone) == sorted(f"u{i}@example.com" for i in range(120))  # each exactly once
+    assert outcome.kind == "sent" and len(outcome.ses_message_ids) == 3
+    record = await read_record(aws, settings, ref)
+    assert (record["status"], record["sent_batches"], record["attempts"]) == ("done", [0, 1, 2], 2)
+
+
+async def test_a_release_never_undoes_a_take_over(
+    settings: Settings, aws: Clients, resources: LocalResources, sample: Any
+) -> None:
+    """The release is a conditional write too: a handler whose claim was taken over releases
+    nothing, so the new owner keeps its lease and nobody else can claim alongside it."""
+    ref = await put_incoming(aws, resources, sample("alarm-with-csv.eml"))
+    slow = Ledger(aws.s3, settings.attachments_bucket, lease_s=30, owner="slow")
+    claim = await slow.claim(ref)
+    expired = replace(claim.record, lease_until=time.time() - 1)
+    put = await aws.s3.put_object(Bucket=settings.attachments_bucket, Key=claim.key, Body=expired.to_json(), IfMatch=claim.etag)
+    claim.etag, claim.record = put["ETag"], expired
+    fast = await Ledger(aws.s3, settings.attachments_bucket, owner="fast").claim(ref)
+
+    await slow.release(claim)
+
+    record = await read_record(aws, settings, ref)
+    assert record["owner"] == fast.record.owner and record["lease_until"] > time.time()
+    with pytest.raises(InProgressElsewhere):
+        await Ledger(aws.s3, settings.attachments_bucket, owner="third").claim(ref)

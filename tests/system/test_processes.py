@@ -6,6 +6,7 @@ import email
 import email.policy
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,6 +96,30 @@ async def test_run_processes_then_exits_0_on_sigterm_within_the_drain_time(
     assert len(lines) == 1 and '"outcome": "sent"' in lines[0] and '"attachments": 2' in lines[0]
 
 
+@pytest_anyio
+async def test_run_with_aws_region_alone(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator
+) -> None:
+    """AWS_REGION without AWS_DEFAULT_REGION (botocore reads only the latter): the worker runs."""
+    region = aws.s3.meta.region_name  # where the test's resources were created
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_DEFAULT_REGION", "AWS_REGION")}
+    env.update(resources.worker_env(), AWS_REGION=region, AWS_CONFIG_FILE="/nonexistent/aws-config",
+               SENSORMAIL_SES_API=settings.ses_api, SENSORMAIL_DRAIN_SECONDS="2")
+    worker = subprocess.Popen([*SENSORMAIL, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ref = await put_incoming(aws, resources, (SAMPLES / "alarm-with-csv.eml").read_bytes())
+        await wait_for(lambda: sent_to(emulator, ref.message_id) or worker.poll() is not None, timeout=30)
+        assert worker.poll() is None, "the worker exited"
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=15)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        out, err = worker.communicate()
+    assert code == 0, err
+    assert len(sent_to(emulator, ref.message_id)) == 1
+
+
 def test_inspect_json_contract() -> None:
     import json
 
@@ -142,3 +167,51 @@ def test_health_follows_the_worker_health_file(tmp_path: Path) -> None:
     os.utime(health, (old, old))
     stale = subprocess.run(check, env=env, capture_output=True, text=True, timeout=30)
     assert stale.returncode == 1 and "60 s ago" in stale.stderr
+
+
+def test_inspect_of_an_unreadable_file(tmp_path: Path) -> None:
+    """Mode 000. Root reads anything through CAP_DAC_OVERRIDE, so as root the process runs with
+    that capability (and CAP_DAC_READ_SEARCH) dropped from its bounding set: a real EACCES."""
+    secret = tmp_path / "secret.eml"
+    secret.write_bytes((SAMPLES / "alarm-with-csv.eml").read_bytes())
+    secret.chmod(0)
+    command = [*SENSORMAIL, "inspect", str(secret)]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root and no setpriv to drop CAP_DAC_OVERRIDE")
+        command = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"sensormail: inspect: {secret}: permission denied\n")
+
+
+def big_report_email(tmp_path: Path) -> Path:
+    path = tmp_path / "long.eml"
+    path.write_bytes(b"From: a@example.com\r\nSubject: long\r\n\r\n" + b"line of text\r\n" * 200_000)
+    return path
+
+
+def test_inspect_into_a_pipe_closed_early_exits_quietly(tmp_path: Path) -> None:
+    """`sensormail inspect X --json | head -c 100`: 2.6 MB of JSON, the reader leaves after 100 bytes."""
+    reader = subprocess.Popen([*SENSORMAIL, "inspect", str(big_report_email(tmp_path)), "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout is not None and reader.stderr is not None
+    head = reader.stdout.read(100)
+    reader.stdout.close()
+    with reader.stderr:
+        err = reader.stderr.read().decode()
+    code = reader.wait(timeout=60)
+    assert head.startswith(b'{"from": "a@example.com"')
+    assert (code, err) == (141, "")  # 128 + SIGPIPE, as a tool the signal killed; no traceback
+
+
+def test_inspect_into_a_pipe_already_closed_exits_quietly() -> None:
+    """Short output that fits stdout's buffer meets the closed pipe only when it is flushed."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([*SENSORMAIL, "inspect", str(SAMPLES / "alarm-with-csv.eml")],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")

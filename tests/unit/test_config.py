@@ -48,3 +48,17 @@ def test_invalid_values_are_named_with_what_is_expected(name: str, value: str, e
 
 def test_inspect_needs_no_aws_settings() -> None:
     assert Settings.from_env({}, require_aws=False).queue_url == ""
+
+
+@pytest.mark.parametrize(
+    ("env", "region"),
+    [
+        ({"AWS_REGION": "eu-west-1"}, "eu-west-1"),
+        ({"AWS_DEFAULT_REGION": "eu-central-1"}, "eu-central-1"),
+        ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-central-1"}, "eu-west-1"),  # as the AWS CLI v2
+        ({"AWS_REGION": " ", "AWS_DEFAULT_REGION": "eu-central-1"}, "eu-central-1"),
+        ({}, None),  # botocore's own resolution: the profile in ~/.aws/config
+    ],
+)
+def test_region_from_aws_region_before_aws_default_region(env: dict[str, str], region: str | None) -> None:
+    assert Settings.from_env({**GOOD, **env}).region == region

@@ -50,7 +50,7 @@ def _config(settings: Settings, **extra: Any) -> AioConfig:
 
 @asynccontextmanager
 async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
-    """Clients for S3, SQS, SNS and SES; `AWS_ENDPOINT_URL` is honoured by botocore itself."""
+    """Clients for S3, SQS, SNS and SES in `settings.region`; `AWS_ENDPOINT_URL` is honoured by botocore itself."""
     session = get_session()
     # Pre-signed URLs against an emulator need path-style addressing: virtual hosts like
     # bucket.127.0.0.1 do not resolve.
@@ -58,18 +58,18 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
     async with AsyncExitStack() as stack:
         s3 = await stack.enter_async_context(
             session.create_client(
-                "s3", config=_config(settings, s3=s3_style, signature_version="s3v4")
+                "s3", region_name=settings.region, config=_config(settings, s3=s3_style, signature_version="s3v4")
             )
         )
         # The long poll holds the connection for wait_time_s: the read timeout must exceed it.
         sqs = await stack.enter_async_context(
             session.create_client(
-                "sqs", config=_config(settings).merge(AioConfig(read_timeout=settings.wait_time_s + 20))
+                "sqs", region_name=settings.region, config=_config(settings).merge(AioConfig(read_timeout=settings.wait_time_s + 20))
             )
         )
-        sns = await stack.enter_async_context(session.create_client("sns", config=_config(settings)))
+        sns = await stack.enter_async_context(session.create_client("sns", region_name=settings.region, config=_config(settings)))
         ses_service = "sesv2" if settings.ses_api == "v2" else "ses"
-        ses = await stack.enter_async_context(session.create_client(ses_service, config=_config(settings)))
+        ses = await stack.enter_async_context(session.create_client(ses_service, region_name=settings.region, config=_config(settings)))
         signer = await _link_signer(settings, session, stack, s3, s3_style)
         yield Clients(s3=s3, sqs=sqs, sns=sns, ses=ses, signer=signer)
 
@@ -77,12 +77,13 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
 async def _link_signer(settings: Settings, session: Any, stack: AsyncExitStack, s3: Any, s3_style: dict[str, str]) -> LinkSigner:
     """The dedicated signer's key from Secrets Manager, else our own (possibly temporary) credentials."""
     if settings.signer_secret_arn:
-        async with session.create_client("secretsmanager", config=_config(settings)) as secrets:
+        async with session.create_client("secretsmanager", region_name=settings.region, config=_config(settings)) as secrets:
             value = await secrets.get_secret_value(SecretId=settings.signer_secret_arn)
         key_id, secret = parse_signer_secret(str(value.get("SecretString", "")))
         signing_s3 = await stack.enter_async_context(
             session.create_client(
                 "s3",
+                region_name=settings.region,
                 aws_access_key_id=key_id,
                 aws_secret_access_key=secret,
                 config=_config(settings, s3=s3_style, signature_version="s3v4"),

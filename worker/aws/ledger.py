@@ -10,7 +10,11 @@ on it and which sends already happened. Every write is conditional: `If-None-Mat
   another handler means "in progress elsewhere" (retry later); a finished record means duplicate.
 - before each send the lease is renewed when less than half of it is left (a compare-and-swap, so a
   handler that lost the record to a take-over stops before sending);
-- after each send the batch is recorded; the last write marks the email done.
+- after each send the batch is recorded; the last write marks the email done;
+- a handler that fails gives its lease back (release), so the redelivery claims at once instead
+  of meeting its own dead claim until the lease ends. The handler has stopped by then, the write is
+  conditional like every other (a record taken over meanwhile is left alone), and the batches
+  already recorded stay recorded, so the next handler sends only the rest.
 
 The window that remains: a handler killed after SES accepted a batch and before that batch's record
 was written. The batch is sent again by whoever takes the record over. It is one S3 PUT long.
@@ -144,6 +148,18 @@ class Ledger:
     async def finish(self, claim: Claim, outcome: str) -> None:
         if claim.record.status != "done":
             await self._swap(claim, replace(claim.record, status="done", outcome=outcome))
+
+    async def release(self, claim: Claim) -> None:
+        """Give our lease back after a failure; call it only once this handler has stopped sending.
+
+        Everything else in the record stays (sent batches, attempts). A record that changed under
+        us (our lease expired and another handler took over) is not ours to release: left alone."""
+        if claim.record.status == "done":
+            return
+        try:
+            await self._swap(claim, replace(claim.record, lease_until=0.0))
+        except LostClaim:
+            logger.info("claim not released: taken over meanwhile", extra={"state_key": claim.key})
 
     async def _read(self, key: str) -> tuple[Record, str]:
         response = await self.s3.get_object(Bucket=self.bucket, Key=key)

@@ -79,3 +79,19 @@ async def test_s3_downloads_still_ask_for_the_checksum() -> None:
 async def test_parameters_are_still_validated() -> None:
     with pytest.raises(ParamValidationError):
         await sent_headers("sqs", "send_message", {"QueueUrl": "http://127.0.0.1:9/q", "MessageBody": 1})
+
+
+async def test_clients_take_the_region_from_aws_region_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore reads AWS_DEFAULT_REGION only; the worker's clients get AWS_REGION from Settings."""
+    from worker.aws.clients import open_clients
+
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")  # no profile region to fall back on
+    env = {"SENSORMAIL_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123/in", "SENSORMAIL_ATTACHMENTS_BUCKET": "att",
+           "SENSORMAIL_SENDER": "alerts@example.com", "SENSORMAIL_FALLBACK_TOPIC_ARN": "arn:aws:sns:eu-west-1:123:f",
+           "AWS_REGION": "eu-west-1"}
+    async with open_clients(Settings.from_env(env)) as clients:
+        regions = {clients.s3.meta.region_name, clients.sqs.meta.region_name, clients.sns.meta.region_name,
+                   clients.ses.meta.region_name}
+    assert regions == {"eu-west-1"}
