@@ -1,6 +1,8 @@
-"""The Dockerfile, read as text (no Docker engine here): the image installs what the tests install,
-less the test-only extras, from pyproject.toml; it runs as a non-root user; its command is the
-exec form `sensormail run`; the final stage has no build tools."""
+"""The Dockerfile and the lock files, read as text (tests/system/test_container.py builds and runs
+the image): the image installs requirements/runtime.txt with hashes, exactly the closure of
+pyproject.toml's dependencies at the versions `make setup` installs from requirements/test.txt,
+then the package alone; it runs as a non-root user with /tmp a volume it can write; its command is
+the exec form `sensormail run`; the final stage has no build tools."""
 
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
+from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -80,6 +85,8 @@ def pip_installs(command: str) -> list[PipInstall]:
     """Every `pip install` in a shell command line (RUN arguments, a Makefile recipe)."""
     found = []
     for part in re.split(r"&&|;", command):
+        if not re.search(r"\bpip\b.*\binstall\b", part):
+            continue
         words = shlex.split(part)
         if "pip" not in " ".join(words) or "install" not in words:
             continue
@@ -105,13 +112,11 @@ def pip_installs(command: str) -> list[PipInstall]:
     return found
 
 
-def project_install(installs: list[PipInstall]) -> tuple[set[str], list[str], list[str]]:
-    """The extras and files of the one install of this project (target `.` or `.[extras]`)."""
+def project_install(installs: list[PipInstall]) -> PipInstall:
+    """The one install of this project (target `.`, `-e .` or `.[extras]`)."""
     mine = [p for p in installs if any(t == "." or t.startswith(".[") for t in p.targets)]
     assert len(mine) == 1, installs
-    [target] = mine[0].targets
-    extras = set(re.findall(r"[\w-]+", target[2:-1])) if target.startswith(".[") else set()
-    return extras, mine[0].files, mine[0].options
+    return mine[0]
 
 
 def expand(extras: set[str]) -> set[str]:
@@ -129,39 +134,185 @@ def expand(extras: set[str]) -> set[str]:
     return out
 
 
-def makefile_install() -> tuple[set[str], list[str]]:
-    installs = [p for line in (ROOT / "Makefile").read_text().splitlines() for p in pip_installs(line)]
-    extras, files, _ = project_install(installs)
-    return expand(extras), files
+def lock_installs(installs: list[PipInstall]) -> list[PipInstall]:
+    return [p for p in installs if p.files]
 
 
-def image_install() -> tuple[set[str], list[str], list[str]]:
+def makefile_installs() -> list[PipInstall]:
+    lines = [line for line in (ROOT / "Makefile").read_text().splitlines() if not line.strip().startswith("#")]
+    return [p for line in lines for p in pip_installs(line)]
+
+
+def image_installs() -> list[PipInstall]:
     _, found = stages()
-    installs = [p for stage in found for run in stage.all("RUN") for p in pip_installs(run)]
-    return project_install(installs)
+    return [p for stage in found for run in stage.all("RUN") for p in pip_installs(run)]
+
+
+@dataclass(frozen=True)
+class Pin:
+    requirement: Requirement
+    hashes: frozenset[str]
+
+    @property
+    def version(self) -> str:
+        [spec] = self.requirement.specifier
+        assert spec.operator == "==", self.requirement
+        return spec.version
+
+
+def lock(name: str) -> dict[str, list[Pin]]:
+    """A `uv pip compile --universal --generate-hashes` output: canonical name -> its pins (more
+    than one when versions differ by environment marker, e.g. by Python version)."""
+    text = re.sub(r"\\\n", " ", (ROOT / "requirements" / name).read_text())
+    pins: dict[str, list[Pin]] = {}
+    for line in text.splitlines():
+        line = line.split(" #")[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        spec, _, hashes = line.partition(" --hash=")
+        requirement = Requirement(spec.strip())
+        pin = Pin(requirement, frozenset(re.findall(r"sha256:[0-9a-f]{64}", line)))
+        assert not (len(requirement.specifier) == 1 and requirement.marker is None and canonical(
+            requirement.name) in pins), f"{name}: {requirement.name} pinned twice"
+        pins.setdefault(canonical(requirement.name), []).append(pin)
+    assert pins, name
+    return pins
+
+
+# The environments one universal lock serves: CI and the stand-in base (3.11), the production
+# image (3.12, 3.13), developers' machines.
+ENVIRONMENTS: list[dict[str, str]] = [
+    {**cast("dict[str, str]", default_environment()), "python_version": v, "python_full_version": f"{v}.0", "sys_platform": p,
+     "platform_system": s, "os_name": o, "platform_machine": m, "implementation_name": "cpython",
+     "platform_python_implementation": "CPython", "extra": ""}
+    for v in ("3.11", "3.12", "3.13")
+    for p, s, o in (("linux", "Linux", "posix"), ("darwin", "Darwin", "posix"), ("win32", "Windows", "nt"))
+    for m in ("x86_64", "aarch64")
+]
+
+
+def closure(requirements: list[str]) -> set[str]:
+    """Distributions these requirements bring in, with their own requirements (read from the
+    installed metadata, i.e. the locked versions), in any of ENVIRONMENTS."""
+    found: dict[str, set[str]] = {}  # name -> extras already followed ("" for none)
+    todo = [r for r in map(Requirement, requirements)
+            if r.marker is None or any(r.marker.evaluate(e) for e in ENVIRONMENTS)]
+    while todo:
+        requirement = todo.pop()  # its marker holds in some environment
+        name = canonical(requirement.name)
+        extras = {"", *requirement.extras} - found.get(name, set())
+        if not extras:
+            continue
+        found.setdefault(name, set()).update(extras)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue  # for another platform only (e.g. colorama): not installed here, read as a leaf
+        for sub in map(Requirement, requires):
+            if sub.marker is None or any(sub.marker.evaluate({**e, "extra": x})
+                                         for e in ENVIRONMENTS for x in sorted(extras)):
+                todo.append(sub)
+    return set(found)
+
+
+def project_requirements(extras: set[str]) -> list[str]:
+    """pyproject's dependencies plus those of the extras (their `sensormail[...]` expanded)."""
+    optional = PYPROJECT["project"]["optional-dependencies"]
+    out = list(PYPROJECT["project"]["dependencies"])
+    for extra in expand(extras):
+        out += [r for r in optional[extra] if Requirement(r).name != PYPROJECT["project"]["name"]]
+    return out
 
 
 # ---------------------------------------------------------------- tests
 
-def test_image_installs_what_the_tests_install_less_test_only_extras() -> None:
-    tested, tested_files = makefile_install()
-    extras, files, _ = image_install()
-    assert extras == tested - TEST_ONLY_EXTRAS == set()
-    assert files == tested_files  # the same constraints, if `make test` ever pins any
+def test_image_installs_the_runtime_lock_with_hashes_then_the_project_alone() -> None:
+    installs = image_installs()
+    [locked] = lock_installs(installs)
+    assert locked.files == ["requirements/runtime.txt"] and not locked.targets
+    assert "--require-hashes" in locked.options
+    assert "--only-binary=:all:" in locked.options  # wheels only: no compiler in the image
+    project = project_install(installs)
+    assert project.targets == ["."] and "--no-deps" in project.options and not project.files
 
 
-def test_image_installs_nothing_but_the_project() -> None:
+def test_make_setup_installs_the_test_lock_with_hashes_then_the_project_alone() -> None:
+    installs = makefile_installs()
+    [locked] = lock_installs(installs)
+    assert locked.files == ["requirements/test.txt"] and not locked.targets
+    assert "--require-hashes" in locked.options
+    project = project_install(installs)
+    assert project.targets == ["."] and "--no-deps" in project.options and not project.files
+    makefile = (ROOT / "Makefile").read_text()
+    [stamp] = re.findall(r"^\$\(STAMP\):(.*)$", makefile, re.MULTILINE)
+    assert {"pyproject.toml", "requirements/test.txt"} <= set(stamp.split())  # a new lock reinstalls
+    assert re.search(r"^lock:", makefile, re.MULTILINE), "`make lock` refreshes the lock files"
+
+
+def test_the_lock_layer_comes_before_the_sources() -> None:
+    """A change to worker/ reuses the dependency layer: the lock is copied and installed first."""
     _, found = stages()
-    for stage in found:
-        for run in stage.all("RUN"):
-            for install in pip_installs(run):
-                assert all(t == "." or t.startswith(".[") for t in install.targets), run
-            assert not re.search(r"\b(apt-get|apt|apk|yum|dnf)\b", run), f"no system packages: {run}"
+    build = found[0].instructions
+    copy_lock = next(i for i, (k, a) in enumerate(build) if k == "COPY" and "requirements/runtime.txt" in a)
+    install_lock = next(i for i, (k, a) in enumerate(build) if k == "RUN" and "-r requirements/runtime.txt" in a)
+    copy_worker = next(i for i, (k, a) in enumerate(build) if k == "COPY" and a.split()[0] == "worker")
+    copy_pyproject = next(i for i, (k, a) in enumerate(build) if k == "COPY" and "pyproject.toml" in a)
+    assert copy_lock < install_lock < min(copy_worker, copy_pyproject)
 
 
-def test_wheels_only_so_no_compiler() -> None:
-    _, _, options = image_install()
-    assert "--only-binary=:all:" in options
+def test_runtime_lock_is_exactly_the_runtime_dependencies_closure() -> None:
+    runtime = lock("runtime.txt")
+    expected = closure(PYPROJECT["project"]["dependencies"])
+    assert set(runtime) == expected, (
+        f"missing: {sorted(expected - set(runtime))}, extra: {sorted(set(runtime) - expected)}; run `make lock`")
+
+
+def test_runtime_lock_holds_no_test_only_package() -> None:
+    runtime, test = lock("runtime.txt"), lock("test.txt")
+    test_only = {canonical(Requirement(r).name) for r in project_requirements(TEST_ONLY_EXTRAS)} - closure(
+        PYPROJECT["project"]["dependencies"])
+    assert {"moto", "pytest", "testcontainers", "aiosmtpd", "hypothesis", "mypy", "boto3"} <= test_only
+    assert not test_only & set(runtime)
+    assert test_only <= set(test)
+
+
+def test_test_lock_is_the_closure_of_everything_make_setup_installs() -> None:
+    test = lock("test.txt")
+    expected = closure(project_requirements({"test"}))
+    assert set(test) == expected, (
+        f"missing: {sorted(expected - set(test))}, extra: {sorted(set(test) - expected)}; run `make lock`")
+
+
+def test_the_image_runs_the_versions_the_tests_ran() -> None:
+    runtime, test = lock("runtime.txt"), lock("test.txt")
+    for name, pins in runtime.items():
+        for pin in pins:
+            assert any(t.version == pin.version and t.hashes == pin.hashes for t in test[name]), pin.requirement
+
+
+def test_locks_pin_every_package_with_hashes_within_pyproject_ranges() -> None:
+    for name, extras in (("runtime.txt", set()), ("test.txt", {"test"})):
+        pins = lock(name)
+        for key, forks in pins.items():
+            for pin in forks:
+                assert pin.hashes and pin.version, f"{name}: {pin.requirement} without a hash"
+        for requirement in map(Requirement, project_requirements(extras)):
+            for pin in pins[canonical(requirement.name)]:
+                assert requirement.specifier.contains(pin.version, prereleases=True), (
+                    f"{name}: {pin.requirement} is outside pyproject's {requirement}; run `make lock`")
+
+
+def test_the_venv_holds_the_locked_versions() -> None:
+    """What these tests read from installed metadata is the locked set (`make setup` installs it)."""
+    for key, forks in lock("test.txt").items():
+        for pin in forks:
+            if pin.requirement.marker is None or pin.requirement.marker.evaluate({"extra": ""}):
+                assert canonical_version(metadata.version(key)) == canonical_version(pin.version), (
+                    f"{key}: installed {metadata.version(key)}, locked {pin.version}; run `make setup`")
+
+
+def canonical_version(version: str) -> str:
+    return str(Version(version))
 
 
 def test_runtime_imports_are_covered_by_the_dependencies() -> None:
@@ -179,21 +330,11 @@ def test_runtime_imports_are_covered_by_the_dependencies() -> None:
     third_party = needed - set(sys.stdlib_module_names) - {"worker", "__future__"}
     assert third_party, "expected the worker to import some dependencies"
 
-    closure: set[str] = set()
-    todo = [Requirement(r).name for r in PYPROJECT["project"]["dependencies"]]
-    while todo:
-        name = canonical(todo.pop())
-        if name in closure:
-            continue
-        closure.add(name)
-        for requirement in map(Requirement, metadata.requires(name) or []):
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
-
+    runtime = closure(PYPROJECT["project"]["dependencies"])
     provided = metadata.packages_distributions()
     for module in sorted(third_party):
         distributions = {canonical(d) for d in provided.get(module, [])}
-        assert distributions & closure, f"{module} (from {distributions}) is not in pyproject's dependencies"
+        assert distributions & runtime, f"{module} (from {distributions}) is not in pyproject's dependencies"
 
 
 def canonical(name: str) -> str:
@@ -212,13 +353,14 @@ def test_sensormail_run_needs_no_extra() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_python_base_is_slim_and_supported() -> None:
+def test_python_base_is_one_build_argument_defaulting_to_a_slim_supported_python() -> None:
     args, found = stages()
     assert len(found) >= 2, "multi-stage: build tools stay in the build stage"
     bases = {stage.base for stage in found}
-    assert bases == {"python:${PYTHON_VERSION}-slim-bookworm"}  # one interpreter for the venv's links
-    requires = SpecifierSet(PYPROJECT["project"]["requires-python"])
-    assert args["PYTHON_VERSION"] + ".0" in requires
+    assert bases == {"${PYTHON_IMAGE}"}  # one interpreter for the venv's links; CI picks the stand-in
+    match = re.fullmatch(r"python:(3\.\d+)-slim-bookworm", args["PYTHON_IMAGE"])
+    assert match, args["PYTHON_IMAGE"]
+    assert match.group(1) + ".0" in SpecifierSet(PYPROJECT["project"]["requires-python"])
 
 
 def test_final_stage_copies_the_venv_and_builds_nothing() -> None:
@@ -254,7 +396,27 @@ def test_build_context_holds_only_what_the_build_copies() -> None:
     ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
     assert ignore[0] == "*"
-    assert {"!pyproject.toml", "!README.md", "!worker/"} <= set(ignore)
+    assert {"!requirements/runtime.txt", "!pyproject.toml", "!README.md", "!worker/"} <= set(ignore)
+    assert "!requirements/test.txt" not in ignore and "!requirements/" not in ignore
     _, found = stages()
     copied = {word.rstrip("/") for c in found[0].all("COPY") for word in c.split()[:-1]}
-    assert copied == {"pyproject.toml", "README.md", "worker"}
+    assert copied == {"requirements/runtime.txt", "pyproject.toml", "README.md", "worker"}
+
+
+def test_tmp_is_a_volume_the_worker_can_write() -> None:
+    """Fargate creates a task volume mounted at a path the image declares a VOLUME from the image's
+    directory (owner, mode, contents); else empty, root-owned, 0755: the worker could not write
+    its health file (config.DEFAULT_HEALTH_FILE) there, and ECS would replace the task forever."""
+    from worker.config import DEFAULT_HEALTH_FILE
+
+    _, found = stages()
+    final = found[-1]
+    volumes = [json.loads(v) if v.startswith("[") else v.split() for v in final.all("VOLUME")]
+    assert ["/tmp"] in volumes
+    assert Path(DEFAULT_HEALTH_FILE).parent == Path("/tmp")
+    uid = final.all("USER")[-1].split(":")[0]
+    keywords = [k for k, _ in final.instructions]
+    prepare = next(i for i, (k, a) in enumerate(final.instructions)
+                   if k == "RUN" and f"chown {uid}:" in a and "/tmp" in a)
+    # Changes to a path after its VOLUME line are discarded: the chown must come first.
+    assert prepare < keywords.index("VOLUME")

@@ -265,6 +265,24 @@ def test_container_health_check_and_read_only_root() -> None:
     assert worker["MountPoints"] == [{"SourceVolume": "tmp", "ContainerPath": "/tmp"}]
 
 
+def test_tmp_volume_is_declared_by_the_image_so_fargate_gives_it_the_images_owner() -> None:
+    """A Fargate bind volume is empty, root-owned, 0755, unless the image declares its container
+    path a VOLUME (then the image's directory, owner and mode, is copied in): the worker (uid
+    10001) writes its health file under /tmp only thanks to the Dockerfile's declaration."""
+    from worker.config import DEFAULT_HEALTH_FILE
+
+    volumes = cfn.props(T, "TaskDefinition")["Volumes"]
+    assert volumes == [{"Name": "tmp"}]  # a bind volume (no host path, no EFS, no Docker volume)
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    declared = {path for line in re.findall(r"^VOLUME (.+)$", dockerfile, re.MULTILINE)
+                for path in (json.loads(line) if line.startswith("[") else line.split())}
+    for mount in container()["MountPoints"]:
+        assert mount["ContainerPath"] in declared, mount
+    health_dir = str(Path(DEFAULT_HEALTH_FILE).parent)
+    assert health_dir in {m["ContainerPath"] for m in container()["MountPoints"]}
+    assert container()["HealthCheck"]["Command"][1:3] == ["sensormail", "health"]
+
+
 def test_service_rolls_back_a_failing_deployment() -> None:
     service = cfn.props(T, "Service")
     breaker = service["DeploymentConfiguration"]["DeploymentCircuitBreaker"]
