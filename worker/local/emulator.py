@@ -155,6 +155,8 @@ def _moto() -> Iterator[str]:
 def _localstack(env: MutableMapping[str, str]) -> Iterator[str]:
     from testcontainers.community.localstack import LocalStackContainer
 
+    _without_ryuk_unless_available()
+
     token = env.get("LOCALSTACK_AUTH_TOKEN")
     image = env.get("SENSORMAIL_LOCALSTACK_IMAGE") or (
         "localstack/localstack:latest" if token else DEFAULT_LOCALSTACK_IMAGE
@@ -168,6 +170,33 @@ def _localstack(env: MutableMapping[str, str]) -> Iterator[str]:
     logger.info("starting LocalStack", extra={"image": image})
     with container:
         yield str(container.get_url())
+
+
+def _without_ryuk_unless_available() -> None:
+    """testcontainers starts its Ryuk reaper from an image of its own; with no registry (and the
+    image not present) every start would fail. The reaper only cleans up after a crashed process:
+    the LocalStack container is stopped here on every normal exit, so go on without it."""
+    import docker
+    from testcontainers.core.config import testcontainers_config as config
+
+    if config.ryuk_disabled:
+        return
+    client = docker.from_env(timeout=30)
+    try:
+        try:
+            client.images.get(config.ryuk_image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            client.images.pull(config.ryuk_image)
+            return
+        except docker.errors.DockerException as error:
+            logger.warning(f"cannot pull {config.ryuk_image} ({str(error).splitlines()[0][:200]}); "
+                           "running LocalStack without the Ryuk reaper")
+            config.ryuk_disabled = True
+    finally:
+        client.close()
 
 
 def sent_emails(emulator: Emulator) -> list[dict[str, Any]]:
