@@ -29,7 +29,7 @@ from worker.config import Settings
 from worker.errors import RetryableError
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources
-from worker.pipeline import Outcome, Pipeline
+from worker.pipeline import Pipeline
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,6 @@ python:3.11-slim-bookworm stand-in; SENSORMAIL_TEST_IMAGE runs an image already 
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
@@ -23,7 +22,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,19 +70,9 @@ class Image:
     base: str | None  # None: SENSORMAIL_TEST_IMAGE, built elsewhere
 
 
-def engine_answers() -> bool:
-    with warnings.catch_warnings():
-        # docker-py leaves the socket of a failed connection (a stale docker.sock, a dead
-        # DOCKER_HOST) to the garbage collector: collected here, not reported after the session.
-        warnings.simplefilter("ignore", ResourceWarning)
-        answers = docker_answers()
-        gc.collect()
-    return answers
-
-
 @pytest.fixture(scope="module")
 def image() -> Iterator[Image]:
-    if not engine_answers():
+    if not docker_answers():
         reason = "no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}, and CI=true: the container test must run in CI")

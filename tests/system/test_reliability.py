@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from email.message import EmailMessage
-from typing import Any
 
 import anyio
 import pytest

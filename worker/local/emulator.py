@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import threading
 import urllib.request
+import warnings
 from collections.abc import Iterator, MutableMapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -56,16 +58,22 @@ def docker_answers(env: MutableMapping[str, str] | None = None) -> bool:
     host = env.get("DOCKER_HOST", "")
     if not host and not os.path.exists(DOCKER_SOCKET):
         return False  # the common case here: no engine, and no client object to leak a socket
-    try:
-        import docker
-
-        client = docker.from_env(timeout=3)
+    with warnings.catch_warnings():
+        # docker-py leaves the socket of a failed connection (a stale docker.sock, a dead
+        # DOCKER_HOST) to the garbage collector: collected here, not reported later.
+        warnings.simplefilter("ignore", ResourceWarning)
         try:
-            return bool(client.ping())
+            import docker
+
+            client = docker.from_env(timeout=3)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except Exception:
+            return False
         finally:
-            client.close()
-    except Exception:
-        return False
+            gc.collect()
 
 
 def set_emulator_defaults(env: MutableMapping[str, str]) -> None:

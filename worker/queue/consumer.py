@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup
 from worker.aws.clients import Clients, open_clients
 from worker.aws.sending import pace_to_account
 from worker.config import Settings
-from worker.errors import PermanentError, RetryableError, classify, describe
+from worker.errors import RetryableError, classify, describe
 from worker.events import Ignored, S3ObjectRef, decode_body
 from worker.pipeline import Outcome, Pipeline
 from worker.queue.deletes import BatchDeleter
