@@ -85,10 +85,10 @@ def test_hostile_structures_are_refused_quickly_with_a_reason() -> None:
     many = b"Content-Type: multipart/mixed; boundary=x\n\n" + b"--x\n\npart\n" * 1000 + b"--x--\n"
     header = b"Subject: " + b"a" * 100_000 + b"\n\nbody"
     for data, limit in ((deep, "max_depth"), (many, "max_parts"), (header, "max_header_bytes")):
-        started = time.perf_counter()
+        started = time.process_time()  # CPU time: other processes' load does not count
         result = read(data, 65536)
         assert isinstance(result, MalformedEmail) and limit in str(result)
-        assert time.perf_counter() - started < 1.0
+        assert time.process_time() - started < 1.0
 
 
 def test_memory_does_not_grow_across_many_inputs() -> None:

@@ -254,10 +254,12 @@ def test_batches() -> None:
 
 
 def timed(fn: object, *args: str) -> float:
+    """CPU seconds (this process), not wall time: other processes' load does not count, and a
+    quadratic algorithm still takes orders of magnitude more than the bounds allow."""
     assert callable(fn)
-    start = time.perf_counter()
+    start = time.process_time()
     fn(*args)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def test_large_body_without_closing_marker_is_fast() -> None:
@@ -281,9 +283,9 @@ def test_ten_thousand_markers_is_fast() -> None:
     results: dict[str, object] = {}
     for fn, arg in ((find_recipients, body), (remove_blocks, body),
                     (find_recipients_in_html, html), (remove_blocks_html, html)):
-        start = time.perf_counter()
+        start = time.process_time()
         results[fn.__name__] = fn(arg, M)
-        assert time.perf_counter() - start < 0.5, fn.__name__
+        assert time.process_time() - start < 0.5, fn.__name__
     found = results["find_recipients"]
     assert isinstance(found, RecipientBlock) and len(found.recipients) == 501
     assert results["find_recipients_in_html"] == found
