@@ -41,7 +41,9 @@ def _settled(run: LocalRun, count: int, timeout: float = 90) -> list[dict[str, A
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         listed = run.get("/api/v1/messages")["messages"]
-        if len(listed) >= count and all(m["outcome"] != "received" for m in listed):
+        read_back = all(m["emails_sent"] > 0 for m in listed if m["outcome"] == "sent") and all(
+            m["notice_published"] for m in listed if m["outcome"] in ("fallback", "quarantined"))
+        if len(listed) >= count and all(m["outcome"] != "received" for m in listed) and read_back:
             return list(listed)
         time.sleep(0.3)
     raise AssertionError(f"not settled in time: {run.get('/api/v1/messages')}\n{run.log()}")

@@ -49,6 +49,8 @@ def summary(entry: Entry) -> dict[str, Any]:
         "attachments": len(entry.attachments),
         "size": entry.size,
         "duplicate_of": entry.duplicate_of,
+        "emails_sent": len(entry.sent),  # as read back from the emulator's SES
+        "notice_published": entry.notice is not None,
         "version": entry.version,
     }
 

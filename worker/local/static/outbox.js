@@ -99,7 +99,9 @@ function journey(section) {
   events.addEventListener("message", (e) => {
     const m = JSON.parse(e.data);
     if (m.id !== section.dataset.id) return;
-    if (m.outcome !== section.dataset.outcome || String(m.attachments) !== section.dataset.attachments) {
+    const drawn = section.dataset;
+    if (m.outcome !== drawn.outcome || String(m.attachments) !== drawn.attachments
+        || String(m.emails_sent) !== drawn.emailsSent || String(m.notice_published) !== drawn.noticePublished) {
       location.reload();
     }
   });
