@@ -25,6 +25,7 @@ from worker.local.emulator import Emulator, sent_emails
 from worker.local.provision import LocalResources
 
 # The link list of the outgoing text part (worker/mail/compose.py: links_text).
+DLQ_PEEK_VISIBILITY_S = 10
 _LINK_RE = re.compile(r"^- (?P<name>.+) \((?P<size>[^,]+), SHA-256 (?P<sha>[0-9a-f]{64})\)\n  (?P<url>\S+)$", re.M)
 
 
@@ -99,8 +100,9 @@ class Observer:
             found.append(read_notice(message["Body"]))
             await self._sqs.delete_message(QueueUrl=self._resources.fallback_inbox_url,
                                            ReceiptHandle=message["ReceiptHandle"])
-        # DLQ messages stay where they are (an operator redrives them); hidden while this runs.
-        for message in await self._receive(self._resources.dlq_url, 3600):
+        # DLQ messages stay where they are (an operator redrives them): each is seen once here
+        # (by its id) and hidden only briefly, so `sensormail redrive` finds it again within seconds.
+        for message in await self._receive(self._resources.dlq_url, DLQ_PEEK_VISIBILITY_S):
             if message["MessageId"] not in self._dead:
                 self._dead.add(message["MessageId"])
                 reason = message.get("MessageAttributes", {}).get("sensormail.reason", {}).get("StringValue")
