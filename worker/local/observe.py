@@ -86,16 +86,19 @@ def dlq_message_id(body: str) -> str | None:
 class Observer:
     """Yields each handled email once, as it appears."""
 
-    def __init__(self, emulator: Emulator, sqs: Any, resources: LocalResources) -> None:
+    def __init__(self, emulator: Emulator, sqs: Any, resources: LocalResources, *, read_sent: bool = True) -> None:
+        """`read_sent` False: the emails SES sent are learnt elsewhere (`outbox.capture_sends`)."""
         self._emulator, self._sqs, self._resources = emulator, sqs, resources
-        self._sent = len(sent_emails(emulator))  # only what is sent from now on
+        self._read_sent = read_sent
+        self._sent = len(sent_emails(emulator)) if read_sent else 0  # only what is sent from now on
         self._dead: set[str] = set()
 
     async def poll(self) -> list[Handled]:
         found = []
-        sent = await anyio.to_thread.run_sync(sent_emails, self._emulator)
-        found += [read_sent(item["raw"]) for item in sent[self._sent:]]
-        self._sent = len(sent)
+        if self._read_sent:
+            sent = await anyio.to_thread.run_sync(sent_emails, self._emulator)
+            found += [read_sent(item["raw"]) for item in sent[self._sent:]]
+            self._sent = len(sent)
         for message in await self._receive(self._resources.fallback_inbox_url, 0):
             found.append(read_notice(message["Body"]))
             await self._sqs.delete_message(QueueUrl=self._resources.fallback_inbox_url,

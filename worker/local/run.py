@@ -31,7 +31,7 @@ from worker.local.container import start_worker, stop_worker
 from worker.local.emulator import start_emulator
 from worker.local.journal import Journal
 from worker.local.observe import Handled, Observer
-from worker.local.outbox import open_outbox
+from worker.local.outbox import capture_sends, open_outbox
 from worker.local.provision import INCOMING_PREFIX, provision
 from worker.local.smtp import start_smtp
 from worker.local.tls import make_certificate
@@ -145,7 +145,10 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
                                     tls_port=tls_port, on_stored=journal.received if journal else None)
             outbox = None
             if journal is not None:
-                feed = None if args.worker_image else Observer(emulator, aws.sqs, resources)
+                feed = None
+                if not args.worker_image:
+                    capture_sends(aws.ses, journal)
+                    feed = Observer(emulator, aws.sqs, resources, read_sent=False)
                 outbox = await stack.enter_async_context(
                     open_outbox(args.web_port, journal, aws.s3, settings, emulator.kind, feed))
             _out(f"sensormail local: AWS emulator ({emulator.kind}) at {emulator.url}")
