@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--worker-image", metavar="IMAGE",
                        help="run the worker as this container image (non-root, read-only, host network) "
                             "instead of in this process")
+    local.add_argument("--web-port", type=int, default=None, metavar="PORT",
+                       help="the outbox page on 127.0.0.1 (default 8025, skipped with a notice when taken; "
+                            "0: no page)")
     return parser
 
 
@@ -140,7 +143,7 @@ def _command(args: argparse.Namespace) -> int:
     raise AssertionError(f"unknown command {args.command}")
 
 
-LOCAL_EXTRA = {"moto", "aiosmtpd", "cryptography", "boto3", "flask", "werkzeug"}
+LOCAL_EXTRA = {"moto", "aiosmtpd", "cryptography", "boto3", "flask", "werkzeug", "jinja2"}
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -148,6 +151,7 @@ def _local(args: argparse.Namespace) -> int:
         from worker.local.container import ContainerUnavailable
         from worker.local.emulator import EmulatorUnavailable
         from worker.local.run import run_local
+        from worker.local.web import OutboxUnavailable
     except ModuleNotFoundError as error:
         if (error.name or "").split(".")[0] not in LOCAL_EXTRA:
             raise
@@ -156,7 +160,7 @@ def _local(args: argparse.Namespace) -> int:
         return 2
     try:
         return anyio.run(run_local, args, os.environ)
-    except (EmulatorUnavailable, ContainerUnavailable) as error:
+    except (EmulatorUnavailable, ContainerUnavailable, OutboxUnavailable) as error:
         print(f"sensormail: local: {error}", file=sys.stderr)
         return 2
 

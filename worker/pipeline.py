@@ -11,6 +11,7 @@ Errors propagate: the consumer settles the SQS message by their class.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
@@ -50,6 +51,26 @@ class Outcome:
     reason: str | None = None  # why the fallback topic got it
     ses_message_ids: tuple[str, ...] = field(default=())
     skipped: tuple[str, ...] = ()  # recipients on the SES suppression list, with the reason
+    quarantined: bool = False  # SES verdicts or the sender policy stopped it: nothing stored
+    # (step, seconds) in order: claim, read_and_store, recipients, then send or fallback. For
+    # `sensormail local`'s outbox page; the canonical log line keeps its one duration_s.
+    timings: tuple[tuple[str, float], ...] = ()
+
+
+class _Steps:
+    """Seconds spent in each step of one email, on the monotonic clock."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[str, float]] = []
+        self._mark = time.perf_counter()
+
+    def step(self, name: str) -> None:
+        now = time.perf_counter()
+        self.done.append((name, round(now - self._mark, 6)))
+        self._mark = now
+
+    def all(self) -> tuple[tuple[str, float], ...]:
+        return tuple(self.done)
 
 
 def visible_bodies(email: ReadEmail, marker: str) -> tuple[str, str | None]:
@@ -74,11 +95,13 @@ class Pipeline:
         self.send_window = anyio.Lock()
 
     async def process(self, ref: S3ObjectRef) -> Outcome:
+        steps = _Steps()
         claim = await self.ledger.claim(ref)
+        steps.step("claim")
         if claim.done_before:
-            return Outcome(kind="duplicate", ref=ref, reason=f"already {claim.record.outcome}")
+            return Outcome(kind="duplicate", ref=ref, reason=f"already {claim.record.outcome}", timings=steps.all())
         try:
-            return await self._process_claimed(ref, claim)
+            return await self._process_claimed(ref, claim, steps)
         except LostClaim:
             raise  # the record is someone else's now
         except Exception:
@@ -92,7 +115,7 @@ class Pipeline:
         except Exception as error:  # the lease then ends by itself; the original error matters more
             logger.warning("could not release the claim", extra={"s3_key": ref.key, "error": describe(error)})
 
-    async def _process_claimed(self, ref: S3ObjectRef, claim: Claim) -> Outcome:
+    async def _process_claimed(self, ref: S3ObjectRef, claim: Claim, steps: _Steps) -> Outcome:
         store = S3AttachmentStore(
             self.aws.s3,
             self.settings.attachments_bucket,
@@ -105,6 +128,7 @@ class Pipeline:
         )
         async with store:  # part uploads overlap the reading; an email that fails cancels its own
             email = await read_email(self._raw_chunks(ref), store, self.settings.limits, self._screen)
+        steps.step("read_and_store")
         found = rcpt.choose_recipients(email.text, email.html, self.settings.recipient_marker)
         recipients, outside = split_recipients(found.block.recipients, self.settings.allowed_recipient_domains)
         rejected = found.block.rejected + tuple(f"{r} (domain not allowed)" for r in outside)
@@ -119,6 +143,7 @@ class Pipeline:
             logger.warning("suppressed recipients skipped", extra={"s3_key": ref.key, "skipped": list(skipped)[:20]})
             if len(suppressed) == len(recipients) and not claim.record.sent_batches:
                 reason = "all recipients suppressed"
+        steps.step("recipients")
         common = dict(
             ref=ref,
             subject=email.subject,
@@ -127,10 +152,12 @@ class Pipeline:
             rejected=rejected,
             attachments=tuple(email.attachments),
             skipped=skipped,
+            quarantined=email.quarantine is not None,
         )
         if reason is not None:
             await self._fallback(claim, ref, email, reason, rejected + skipped)
-            return Outcome(kind="fallback", reason=reason, **common)  # type: ignore[arg-type]
+            steps.step("fallback")
+            return Outcome(kind="fallback", reason=reason, timings=steps.all(), **common)  # type: ignore[arg-type]
         try:
             ids = await self._send(ref, email, recipients, claim, suppressed)
         except UnverifiedRecipients as refusal:
@@ -138,10 +165,13 @@ class Pipeline:
             logger.warning("SES sandbox refused unverified recipients", extra={"s3_key": ref.key, "error": str(refusal)})
             unverified = rejected + tuple(f"{a} (not verified in the SES sandbox)" for a in refusal.addresses)
             await self._fallback(claim, ref, email, str(refusal), unverified + skipped)
+            steps.step("fallback")
             common["rejected"] = unverified
-            return Outcome(kind="fallback", reason=str(refusal), ses_message_ids=claim.record.ses_message_ids, **common)  # type: ignore[arg-type]
+            return Outcome(kind="fallback", reason=str(refusal), ses_message_ids=claim.record.ses_message_ids,
+                           timings=steps.all(), **common)  # type: ignore[arg-type]
+        steps.step("send")
         sent_to = tuple(r for r in recipients if r not in suppressed)
-        return Outcome(kind="sent", recipients=sent_to, ses_message_ids=ids, **common)  # type: ignore[arg-type]
+        return Outcome(kind="sent", recipients=sent_to, ses_message_ids=ids, timings=steps.all(), **common)  # type: ignore[arg-type]
 
     async def _fallback(self, claim: Claim, ref: S3ObjectRef, email: ReadEmail, reason: str, rejected: tuple[str, ...]) -> None:
         await self.ledger.renew_if_needed(claim)

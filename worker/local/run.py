@@ -2,7 +2,8 @@
 
 It prints where to send mail and one readable block per email the worker handled: who it went
 to (or why it went to the fallback topic), and each attachment's link, fetched once to show it
-downloads the same bytes.
+downloads the same bytes. The outbox page (`web.py`, http://127.0.0.1:8025 unless `--web-port`
+says otherwise, 0: off) shows each email's whole journey, live.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ssl
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AsyncExitStack
 from importlib import resources as package_files
 from pathlib import Path
 
@@ -27,7 +29,9 @@ from worker.aws.clients import Clients, open_clients
 from worker.config import Settings
 from worker.local.container import start_worker, stop_worker
 from worker.local.emulator import start_emulator
+from worker.local.journal import Journal
 from worker.local.observe import Handled, Observer
+from worker.local.outbox import capture_sends, open_outbox
 from worker.local.provision import INCOMING_PREFIX, provision
 from worker.local.smtp import start_smtp
 from worker.local.tls import make_certificate
@@ -98,7 +102,7 @@ def settings_region(env: MutableMapping[str, str]) -> str:
     return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
 
 
-def _send_over_smtp(port: int, intake: str, path: Path, device: DeviceSettings, tls: ssl.SSLContext) -> None:
+def send_over_smtp(port: int, intake: str, path: Path, device: DeviceSettings, tls: ssl.SSLContext) -> None:
     """As a device does it: STARTTLS, AUTH, then the email."""
     # SMTP lines end in CRLF; .eml files on disk often use LF (smtplib fixes str, not bytes).
     data = re.sub(rb"\r?\n", b"\r\n", path.read_bytes())
@@ -117,6 +121,7 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
             print(f"sensormail: no such file: {path}", file=sys.stderr)
             return 2
     intake = env.get("SENSORMAIL_LOCAL_INTAKE", DEFAULT_INTAKE)
+    journal = Journal("container" if args.worker_image else "here") if args.web_port != 0 else None
 
     with start_emulator(os.environ if env is os.environ else env, args.backend) as emulator:
         resources = await provision()
@@ -124,7 +129,7 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
         if not emulator.has_sesv2:
             overrides["SENSORMAIL_SES_API"] = "v1"
         settings = Settings.from_env({**env, **overrides})
-        async with open_clients(settings) as aws, aiohttp.ClientSession() as http:
+        async with open_clients(settings) as aws, aiohttp.ClientSession() as http, AsyncExitStack() as stack:
             # SES writes this object when the receipt rule is created; the worker must skip it.
             await aws.s3.put_object(
                 Bucket=resources.incoming_bucket, Key=INCOMING_PREFIX + "AMAZON_SES_SETUP_NOTIFICATION", Body=b""
@@ -137,7 +142,15 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
             device = device_settings(*LOCAL_DEVICE_KEY, region, intake, host="127.0.0.1")
             smtp = await start_smtp(aws.s3, resources.incoming_bucket, intake, args.smtp_port,
                                     tls=cert.server_context(), credentials=(device.username, device.password),
-                                    tls_port=tls_port)
+                                    tls_port=tls_port, on_stored=journal.received if journal else None)
+            outbox = None
+            if journal is not None:
+                feed = None
+                if not args.worker_image:
+                    capture_sends(aws.ses, journal)
+                    feed = Observer(emulator, aws.sqs, resources, read_sent=False)
+                outbox = await stack.enter_async_context(
+                    open_outbox(args.web_port, journal, aws.s3, settings, emulator.kind, feed))
             _out(f"sensormail local: AWS emulator ({emulator.kind}) at {emulator.url}")
             _out(f"  send mail to {intake} through the SES SMTP stand-in on 127.0.0.1:")
             _out(f"    port {smtp.port} (STARTTLS), port {smtp.tls_port} (TLS)")
@@ -145,6 +158,8 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
             _out(f"    password  {device.password}")
             _out(f"    certificate (self-signed, trust it with --cafile / -CAfile): {cert.cert_path}")
             _out(f"    try: openssl s_client -starttls smtp -crlf -connect 127.0.0.1:{smtp.port} -CAfile {cert.cert_path}")
+            if outbox is not None:
+                _out(f"  outbox page (this machine only): {outbox}")
             container_env = {**overrides, **_aws_env(env)}
             _out("  the worker image against this emulator (it joins the host's network):")
             _out("    docker run --rm --network host --read-only --tmpfs /tmp \\")
@@ -159,7 +174,7 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
                 for path in to_send:
                     _out(f"sending {path.name} over SMTP ...")
                     try:
-                        await anyio.to_thread.run_sync(_send_over_smtp, smtp.port, intake, path, device,
+                        await anyio.to_thread.run_sync(send_over_smtp, smtp.port, intake, path, device,
                                                        cert.client_context())
                     except (smtplib.SMTPException, OSError) as error:
                         print(f"sensormail: {path.name} was refused: {error}", file=sys.stderr)
@@ -169,9 +184,9 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
             if args.worker_image:
                 observer = Observer(emulator, aws.sqs, resources)
                 failed = await _with_worker_container(args, container_env, settings, observer, http, send_all,
-                                                      len(to_send))
+                                                      len(to_send), journal)
             else:
-                failed = await _with_worker_here(args, settings, aws, http, send_all, len(to_send))
+                failed = await _with_worker_here(args, settings, aws, http, send_all, len(to_send), journal)
             await smtp.close()
             cert_dir.cleanup()
     return 1 if failed else 0
@@ -184,13 +199,15 @@ def _aws_env(env: MutableMapping[str, str]) -> dict[str, str]:
 
 
 async def _with_worker_here(args: argparse.Namespace, settings: Settings, aws: Clients, http: aiohttp.ClientSession,
-                            send_all: Callable[[], Awaitable[int]], expected: int) -> bool:
+                            send_all: Callable[[], Awaitable[int]], expected: int, journal: Journal | None) -> bool:
     """The worker in this process; each outcome shown as it is settled. True when something failed."""
     done = anyio.Event()
     handled: list[Outcome] = []
 
     async def on_outcome(outcome: Outcome) -> None:
         handled.append(outcome)
+        if journal is not None:
+            journal.outcome(outcome)
         await _show(outcome, http)
         if args.once and len(handled) >= expected:
             done.set()
@@ -213,7 +230,7 @@ async def _with_worker_here(args: argparse.Namespace, settings: Settings, aws: C
 
 async def _with_worker_container(args: argparse.Namespace, container_env: dict[str, str], settings: Settings,
                                  observer: Observer, http: aiohttp.ClientSession,
-                                 send_all: Callable[[], Awaitable[int]], expected: int) -> bool:
+                                 send_all: Callable[[], Awaitable[int]], expected: int, journal: Journal | None) -> bool:
     """The worker image as a container; what it did read back from the emulator. True when something failed."""
     container = await anyio.to_thread.run_sync(start_worker, args.worker_image, container_env)
     _out(f"worker container {container.short_id} started from {args.worker_image}")
@@ -224,6 +241,8 @@ async def _with_worker_container(args: argparse.Namespace, container_env: dict[s
         with anyio.move_on_after(ONCE_TIMEOUT_S if args.once else math.inf) as waited:
             while not args.once or handled < expected:
                 for item in await observer.poll():
+                    if journal is not None:
+                        journal.observed(item)
                     handled += 1
                     await _show_seen(item, http)
                 await anyio.sleep(0.3)

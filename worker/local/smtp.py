@@ -18,7 +18,10 @@ import hmac
 import logging
 import secrets
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
+from email.parser import BytesHeaderParser
 from email.utils import formatdate
 from typing import Any
 
@@ -43,6 +46,9 @@ SES_INBOUND_MAX_BYTES = 40 * 1024 * 1024
 # What SES SMTP answers to wrong credentials and to MAIL before AUTH.
 SES_AUTH_INVALID = "535 Authentication Credentials Invalid"
 SES_AUTH_REQUIRED = "530 Authentication required"
+
+# Told of each stored email: (SES message id, bucket, key, envelope sender, size, its headers).
+OnStored = Callable[[str, str, str, str, int, Message], None]
 
 
 def ses_message_id() -> str:
@@ -69,12 +75,14 @@ def ses_headers(message_id: str, mail_from: str, rcpt: str, peer: str) -> bytes:
 class IntakeHandler:
     """aiosmtpd handler: RCPT only for the intake address, DATA stored in the incoming bucket."""
 
-    def __init__(self, s3: Any, bucket: str, intake: str, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(self, s3: Any, bucket: str, intake: str, credentials: tuple[str, str] | None = None,
+                 on_stored: OnStored | None = None) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.intake = intake.lower()
         self.credentials = credentials  # (user name, password); None: no AUTH, as before
         self.stored: list[str] = []
+        self.on_stored = on_stored  # the outbox page's journal
 
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -120,6 +128,9 @@ class IntakeHandler:
             logger.exception("could not store the received email")
             return "451 4.3.0 Temporary failure storing the message; try again"
         self.stored.append(key)
+        if self.on_stored is not None:
+            headers = BytesHeaderParser().parsebytes(raw, headersonly=True)
+            self.on_stored(message_id, self.bucket, key, envelope.mail_from or "", len(raw), headers)
         logger.info("email received", extra={"s3_key": key, "bytes": len(raw), "from": envelope.mail_from})
         return f"250 Ok {message_id}"
 
@@ -155,10 +166,11 @@ async def start_smtp(
     tls: ssl.SSLContext | None = None,
     credentials: tuple[str, str] | None = None,
     tls_port: int | None = None,
+    on_stored: OnStored | None = None,
 ) -> SmtpStandIn:
     """Plain SMTP without `tls`; with it, STARTTLS required on `port` and, when `tls_port` is not
     None, implicit TLS there (0: any free port). `credentials` make AUTH required."""
-    handler = IntakeHandler(s3, bucket, intake, credentials)
+    handler = IntakeHandler(s3, bucket, intake, credentials, on_stored)
     auth: dict[str, Any] = {"authenticator": handler.authenticate} if credentials is not None else {}
     loop = asyncio.get_running_loop()
 
