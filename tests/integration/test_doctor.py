@@ -1,0 +1,351 @@
+"""`sensormail doctor` against the emulator: a healthy setup passes; breaking one thing at a time
+(inactive rule set, a rule without TLS, unverified sender, missing notification, DLQ with messages,
+unsubscribed topic, an alarm firing, the kill switch) gives that check's ✗ and its fix, and where
+the fix is a command, carrying it out turns the ✗ into ✓.
+
+What the emulators cannot answer (SESv2 GetAccount and the suppression list; ECS deployments and
+stopped tasks) comes from thin wrappers around the real clients, as in test_sending_hygiene.py.
+DNS goes through dnspython's real resolver to a stub server on 127.0.0.1 (tests/dns_stub.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import anyio
+import boto3
+import dns.asyncresolver
+import pytest
+
+from tests.dns_stub import Records, dns_server
+from worker.cli import main
+from worker.config import Settings
+from worker.local.emulator import Emulator
+from worker.local.provision import LocalResources
+from worker.ops.doctor.report import Check, Status, exit_code
+from worker.ops.doctor.run import Options, open_doctor_clients, run_doctor
+from worker.ops.doctor.target import DoctorClients, Target, from_settings
+
+pytestmark = pytest.mark.anyio
+REGION = "us-east-1"
+
+
+@dataclass
+class Pipeline:
+    """What the pipeline stack would add to `resources`: the domain, rule set, alarm, subscriptions."""
+
+    intake: str
+    domain: str
+    rule_set: str
+    dkim_tokens: list[str]
+    alarms_inbox_arn: str
+
+    def dns(self) -> Records:
+        records: Records = {(self.domain, "MX"): [f"10 inbound-smtp.{REGION}.amazonaws.com."]}
+        for token in self.dkim_tokens:
+            records[(f"{token}._domainkey.{self.domain}", "CNAME")] = [f"{token}.dkim.amazonses.com."]
+        return records
+
+
+def rule(intake: str, bucket: str, **changes: Any) -> dict[str, Any]:
+    return {"Name": "store-in-s3", "Enabled": True, "Recipients": [intake], "TlsPolicy": "Require", "ScanEnabled": True,
+            "Actions": [{"S3Action": {"BucketName": bucket, "ObjectKeyPrefix": "incoming/"}}]} | changes
+
+
+@pytest.fixture
+def pipeline(resources: LocalResources, emulator: Emulator) -> Iterator[Pipeline]:
+    tag = secrets.token_hex(4)
+    domain = f"mail-{tag}.example.com"
+    intake = f"intake-{tag}@{domain}"
+    ses, sqs, sns = boto3.client("ses"), boto3.client("sqs"), boto3.client("sns")
+    ses.verify_domain_identity(Domain=domain)
+    tokens = ses.verify_domain_dkim(Domain=domain)["DkimTokens"]
+    rule_set = f"rs-{tag}"
+    ses.create_receipt_rule_set(RuleSetName=rule_set)
+    ses.create_receipt_rule(RuleSetName=rule_set, Rule=rule(intake, resources.incoming_bucket))
+    ses.set_active_receipt_rule_set(RuleSetName=rule_set)
+    inbox = sqs.create_queue(QueueName=f"{tag}-alarms-inbox")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=resources.alarms_topic_arn, Protocol="sqs", Endpoint=inbox_arn)
+    if emulator.kind == "moto":  # LocalStack Community runs no CloudWatch here (LOCALSTACK_SERVICES)
+        boto3.client("cloudwatch").put_metric_alarm(
+            AlarmName=f"{tag}-oldest", Namespace="AWS/SQS", MetricName="ApproximateAgeOfOldestMessage",
+            Dimensions=[{"Name": "QueueName", "Value": resources.queue_url.rsplit("/", 1)[-1]}],
+            Statistic="Maximum", Period=60, EvaluationPeriods=3, Threshold=180, ComparisonOperator="GreaterThanThreshold",
+            AlarmActions=[resources.alarms_topic_arn])
+    yield Pipeline(intake, domain, rule_set, tokens, inbox_arn)
+    ses.set_active_receipt_rule_set()  # the next test's set is the active one, as one region has one
+
+
+@pytest.fixture
+def target(settings: Settings, pipeline: Pipeline) -> Target:
+    return from_settings(replace(settings, intake_address=pipeline.intake), REGION)
+
+
+@pytest.fixture
+async def clients(settings: Settings) -> AsyncIterator[DoctorClients]:
+    async with open_doctor_clients(settings) as made:
+        yield made
+
+
+@pytest.fixture
+def resolver(pipeline: Pipeline) -> Iterator[dns.asyncresolver.Resolver]:
+    with dns_server(pipeline.dns()) as stub:
+        yield stub
+
+
+async def doctor(clients: Any, target: Target, resolver: dns.asyncresolver.Resolver | None = None,
+                 **options: Any) -> dict[str, Check]:
+    checks = await run_doctor(clients, replace(target, found_by={}), Options(resolver=resolver, **options))
+    titles = [c.title for c in checks]
+    assert len(titles) == len(set(titles)), titles
+    return {c.title: c for c in checks}
+
+
+def statuses(checks: dict[str, Check]) -> dict[str, str]:
+    return {title: c.status.mark for title, c in checks.items()}
+
+
+async def test_a_healthy_setup_passes(clients: DoctorClients, target: Target, resolver: Any, pipeline: Pipeline,
+                                      resources: LocalResources, emulator: Emulator) -> None:
+    checks = await doctor(clients, target, resolver)
+
+    assert exit_code(checks.values()) == 0, "\n".join(f"{c.status.mark} {c.title}: {c.saw}" for c in checks.values())
+    expected_ok = ["receipt rule", "mail domain identity", "sender identity", "MX", "DKIM records",
+                   "bucket notification", "redrive policy and DLQ", "backlog", "dead-letter queue",
+                   "fallback topic", "alarms topic"]
+    assert {t: checks[t].status for t in expected_ok} == {t: Status.OK for t in expected_ok}
+    assert f"active, {pipeline.rule_set}/store-in-s3: recipient {pipeline.intake}" in checks["receipt rule"].saw
+    assert "TLS Require, scanning on" in checks["receipt rule"].saw
+    assert checks["bucket notification"].saw.startswith(f"{resources.incoming_bucket}/incoming/ → ")
+    assert checks["fallback topic"].saw.endswith("1 confirmed (sqs " + resources.fallback_inbox_url.rsplit("/", 1)[-1] + ")")
+    # Not knowable on an emulator, or not configured here: `?` that do not fail the run.
+    assert checks["SES account"].status is Status.UNKNOWN and "sandbox status unreadable" in checks["SES account"].saw
+    assert checks["ECS service"].status is Status.UNKNOWN and not checks["ECS service"].needed
+    assert checks["emails received"].saw.endswith("is empty: no email within the retention period, "
+                                                  "and SES's setup write is gone or never happened")
+    if emulator.kind == "moto":
+        assert checks["alarms"].status is Status.OK and checks["alarms"].saw == "1 found, none in ALARM"
+    else:
+        assert checks["alarms"].status is Status.UNKNOWN and "CloudWatch unreadable" in checks["alarms"].saw
+
+
+async def test_only_the_worker_settings_are_enough(clients: DoctorClients, settings: Settings, pipeline: Pipeline,
+                                                   resources: LocalResources, emulator: Emulator) -> None:
+    """No intake, no bucket: the bucket is found from its notification, then the rule and intake from SES."""
+    bare = from_settings(settings, REGION)
+    checks = await run_doctor(clients, bare, Options())
+    assert bare.incoming_bucket == resources.incoming_bucket
+    assert bare.found_by["incoming_bucket"] == "its notification to the queue"
+    assert bare.intake == pipeline.intake and bare.mail_domain == pipeline.domain
+    assert bare.found_by["intake"] == f"receipt rule {pipeline.rule_set}/store-in-s3"
+    dns = [c for c in checks if c.area == "DNS"]
+    assert [c.status for c in dns] == [Status.UNKNOWN, Status.UNKNOWN]
+    assert dns[0].saw == "skipped: the emulator's mail domain is not in public DNS (AWS_ENDPOINT_URL is set)"
+    if emulator.kind == "moto":
+        assert bare.alarms_topic_arn == resources.alarms_topic_arn  # from the alarm's action
+    assert exit_code(checks) == 0
+
+
+async def test_inactive_rule_set(clients: DoctorClients, target: Target, pipeline: Pipeline) -> None:
+    boto3.client("ses").set_active_receipt_rule_set()  # none active: SES drops all inbound mail
+    check = (await doctor(clients, target))["receipt rule"]
+    assert check.status is Status.FAIL
+    assert check.saw == f"rule set {pipeline.rule_set} holds our rule but is not active (active: none)"
+    assert check.fix == f"aws ses set-active-receipt-rule-set --rule-set-name {pipeline.rule_set}"
+    boto3.client("ses").set_active_receipt_rule_set(RuleSetName=pipeline.rule_set)  # the fix
+    assert (await doctor(clients, target))["receipt rule"].status is Status.OK
+
+
+async def test_a_rule_without_tls_and_scanning_gets_the_exact_update(
+        clients: DoctorClients, target: Target, pipeline: Pipeline, resources: LocalResources) -> None:
+    ses = boto3.client("ses")
+    ses.update_receipt_rule(RuleSetName=pipeline.rule_set,
+                            Rule=rule(pipeline.intake, resources.incoming_bucket, TlsPolicy="Optional", ScanEnabled=False))
+    check = (await doctor(clients, target))["receipt rule"]
+    assert check.status is Status.FAIL
+    assert check.saw.endswith("TLS policy is Optional, not Require; spam and virus scanning is off")
+    command = shlex.split(str(check.fix))
+    assert command[:5] == ["aws", "ses", "update-receipt-rule", "--rule-set-name", pipeline.rule_set]
+    ses.update_receipt_rule(RuleSetName=pipeline.rule_set, Rule=json.loads(command[-1]))  # the fix, as printed
+    assert (await doctor(clients, target))["receipt rule"].status is Status.OK
+
+
+async def test_unverified_sender(clients: DoctorClients, target: Target) -> None:
+    sender = f"alerts-{secrets.token_hex(3)}@unverified-{secrets.token_hex(3)}.example.net"
+    checks = await doctor(clients, replace(target, sender=sender))
+    check = checks["sender identity"]
+    assert check.status is Status.FAIL
+    assert "SES refuses sends from it (554 Email address is not verified)" in check.saw
+    assert check.fix is not None and check.fix.startswith(f"aws sesv2 create-email-identity --email-identity {sender} ")
+    assert exit_code(checks.values()) == 1
+
+
+async def test_missing_notification(clients: DoctorClients, target: Target, resources: LocalResources) -> None:
+    s3 = boto3.client("s3")
+    s3.put_bucket_notification_configuration(Bucket=resources.incoming_bucket, NotificationConfiguration={})
+    checks = await doctor(clients, target)
+    check = checks["bucket notification"]
+    assert check.status is Status.FAIL
+    assert check.saw.startswith(f"{resources.incoming_bucket} (the receipt rule's S3 action) sends no ObjectCreated")
+    command = shlex.split(str(check.fix))
+    assert command[:5] == ["aws", "s3api", "put-bucket-notification-configuration", "--bucket", resources.incoming_bucket]
+    s3.put_bucket_notification_configuration(Bucket=resources.incoming_bucket,
+                                             NotificationConfiguration=json.loads(command[-1]))
+    assert (await doctor(clients, target))["bucket notification"].status is Status.OK
+
+
+async def test_setup_notification_alone_means_no_email_arrived(clients: DoctorClients, target: Target,
+                                                               resources: LocalResources) -> None:
+    boto3.client("s3").put_object(Bucket=resources.incoming_bucket, Key="incoming/AMAZON_SES_SETUP_NOTIFICATION", Body=b"")
+    check = (await doctor(clients, target))["emails received"]
+    assert check.status is Status.UNKNOWN
+    assert check.saw.startswith("SES can write, but no email has arrived: check MX and the rule set")
+
+
+async def test_dlq_with_messages_is_read_without_consuming(clients: DoctorClients, target: Target,
+                                                           resources: LocalResources) -> None:
+    sqs = boto3.client("sqs")
+    reasons = ["malformed email: header over 256 KiB", "malformed email: header over 256 KiB", "bad event: not JSON"]
+    for reason in reasons:
+        sqs.send_message(QueueUrl=resources.dlq_url, MessageBody="{}", MessageAttributes={
+            "sensormail.reason": {"DataType": "String", "StringValue": reason}})
+    sqs.send_message(QueueUrl=resources.dlq_url, MessageBody="{}")  # moved by the redrive policy: no reason
+
+    check = (await doctor(clients, target))["dead-letter queue"]
+
+    assert check.status is Status.FAIL
+    name = resources.dlq_url.rsplit("/", 1)[-1]
+    assert check.saw.startswith(f"4 in {name}; top reasons (of 4 read): 2 × malformed email: header over 256 KiB; ")
+    assert "1 × bad event: not JSON" in check.saw and "1 × moved by the redrive policy" in check.saw
+    assert check.fix is not None and check.fix.endswith(f"SENSORMAIL_DLQ_URL={resources.dlq_url} sensormail redrive")
+    # Nothing consumed, and visible again at once (not after the peek's visibility timeout).
+    got = sqs.receive_message(QueueUrl=resources.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    assert len(got) == 4
+
+
+async def test_unsubscribed_fallback_topic(clients: DoctorClients, target: Target, resources: LocalResources) -> None:
+    sns = boto3.client("sns")
+    for sub in sns.list_subscriptions_by_topic(TopicArn=resources.fallback_topic_arn)["Subscriptions"]:
+        sns.unsubscribe(SubscriptionArn=sub["SubscriptionArn"])
+    checks = await doctor(clients, target)
+    check = checks["fallback topic"]
+    assert check.status is Status.FAIL
+    assert check.saw.endswith("no subscription; emails without recipients are lost to everyone")
+    assert check.fix == (f"aws sns subscribe --topic-arn {resources.fallback_topic_arn} --protocol email "
+                         "--notification-endpoint you@example.com, then click the link AWS sends")
+    assert exit_code(checks.values()) == 1
+
+
+class PendingSns:
+    """SNS with the alarms topic's email subscription not yet confirmed (emulators confirm at once)."""
+
+    def __init__(self, real: Any, topic: str) -> None:
+        self.real, self.topic = real, topic
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def list_subscriptions_by_topic(self, TopicArn: str, **kwargs: Any) -> Any:
+        if TopicArn != self.topic:
+            return await self.real.list_subscriptions_by_topic(TopicArn=TopicArn, **kwargs)
+        return {"Subscriptions": [{"SubscriptionArn": "PendingConfirmation", "Protocol": "email",
+                                   "Endpoint": "ops@example.com", "TopicArn": TopicArn}]}
+
+
+async def test_alarms_topic_pending_confirmation(clients: DoctorClients, target: Target, resources: LocalResources) -> None:
+    wrapped = replace(clients, sns=PendingSns(clients.sns, resources.alarms_topic_arn))
+    check = (await doctor(wrapped, replace(target, alarms_topic_arn=resources.alarms_topic_arn)))["alarms topic"]
+    assert check.status is Status.FAIL
+    assert "pending confirmation: ops@example.com; alarms reach nobody" in check.saw
+    assert check.fix is not None and check.fix.startswith("click the link in the email AWS sent to ops@example.com")
+
+
+async def test_an_alarm_in_alarm(clients: DoctorClients, target: Target, emulator: Emulator) -> None:
+    if emulator.kind == "localstack":
+        pytest.skip("LocalStack Community runs no CloudWatch in this suite (worker.local.emulator.LOCALSTACK_SERVICES)")
+    cloudwatch = boto3.client("cloudwatch")
+    [alarm] = [a for a in cloudwatch.describe_alarms()["MetricAlarms"]
+               if a["Dimensions"][0]["Value"] == target.queue_name]
+    cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue="ALARM", StateReason="Threshold Crossed: 412 s")
+    check = (await doctor(clients, target))["alarms"]
+    assert check.status is Status.FAIL
+    assert check.saw == f"1 found; in ALARM: {alarm['AlarmName']} (Threshold Crossed: 412 s)"
+
+
+class SesAccount:
+    """SESv2 with GetAccount and the suppression list, which moto and LocalStack Community lack."""
+
+    def __init__(self, real: Any, *, production: bool, suppressed: dict[str, str] | None = None) -> None:
+        self.real, self.production, self.suppressed = real, production, suppressed or {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def get_account(self) -> Any:
+        return {"ProductionAccessEnabled": self.production, "SendingEnabled": True, "EnforcementStatus": "HEALTHY",
+                "SendQuota": {"Max24HourSend": 200.0, "MaxSendRate": 1.0, "SentLast24Hours": 12.0}}
+
+    async def list_suppressed_destinations(self, **kwargs: Any) -> Any:
+        return {"SuppressedDestinationSummaries": [{"EmailAddress": a, "Reason": r} for a, r in self.suppressed.items()]}
+
+
+async def test_sandbox_names_the_recipients_to_verify(clients: DoctorClients, target: Target) -> None:
+    boto3.client("ses").verify_email_identity(EmailAddress="ops@example.com")
+    wrapped = replace(clients, sesv2=SesAccount(clients.sesv2, production=False))
+    check = (await doctor(wrapped, replace(target, recipients=("ops@example.com", "field@example.org"))))["SES account"]
+    assert check.status is Status.FAIL
+    assert check.saw == ("in the sandbox: SES sends only to verified addresses; not verified: field@example.org; "
+                         "quota 12 of 200 sent in 24 h, 1/s")
+    assert check.fix is not None and check.fix.startswith("aws sesv2 create-email-identity --email-identity field@example.org")
+    production = replace(clients, sesv2=SesAccount(clients.sesv2, production=True))
+    check = (await doctor(production, replace(target, recipients=("field@example.org",))))["SES account"]
+    assert (check.status, check.saw) == (Status.OK, "production access; quota 12 of 200 sent in 24 h, 1/s")
+
+
+async def test_suppressed_recipients(clients: DoctorClients, target: Target) -> None:
+    wrapped = replace(clients, sesv2=SesAccount(clients.sesv2, production=True,
+                                                suppressed={"gone@example.com": "BOUNCE", "x@other.org": "COMPLAINT"}))
+    check = (await doctor(wrapped, replace(target, recipients=("gone@example.com",))))["suppression list"]
+    assert check.status is Status.FAIL
+    assert check.saw == "suppressed, SES will not send to: gone@example.com (BOUNCE)"
+    assert check.fix is not None and check.fix.startswith("aws sesv2 delete-suppressed-destination --email-address gone@example.com")
+    scoped = replace(target, allowed_recipient_domains=("example.org",))
+    check = (await doctor(replace(clients, sesv2=SesAccount(clients.sesv2, production=True)), scoped))["suppression list"]
+    assert (check.status, check.saw) == (Status.OK, "no suppressed address in example.org (0 in the list)")
+
+
+@pytest.mark.parametrize(("records", "status", "saw"), [
+    ({}, Status.FAIL, "does not exist (NXDOMAIN): mail to the intake never reaches SES"),
+    ({"MX": ["10 mx.other-provider.example."]}, Status.FAIL, "senders try mx.other-provider.example first"),
+    ({"MX": [f"10 inbound-smtp.{REGION}.amazonaws.com.", "20 backup.example."]}, Status.OK,
+     f"MX 10 inbound-smtp.{REGION}.amazonaws.com, 20 backup.example"),
+])
+async def test_mx(clients: DoctorClients, target: Target, pipeline: Pipeline, records: dict[str, list[str]],
+                  status: Status, saw: str) -> None:
+    zone = {k: v for k, v in pipeline.dns().items() if k[1] != "MX"}
+    if records:
+        zone[(pipeline.domain, "MX")] = records["MX"]
+    with dns_server(zone) as stub:
+        check = (await doctor(clients, target, stub))["MX"]
+    assert check.status is status and saw in check.saw
+    if status is Status.FAIL:
+        assert check.fix == (f"publish `{pipeline.domain} MX 10 inbound-smtp.{REGION}.amazonaws.com` at the "
+                             "domain's DNS provider (the pipeline stack's MxRecord output)")
+
+
+async def test_a_missing_dkim_record(clients: DoctorClients, target: Target, pipeline: Pipeline) -> None:
+    zone = pipeline.dns()
+    missing = f"{pipeline.dkim_tokens[1]}._domainkey.{pipeline.domain}"
+    del zone[(missing, "CNAME")]
+    with dns_server(zone) as stub:
+        check = (await doctor(clients, target, stub))["DKIM records"]
+    assert check.status is Status.FAIL
+    assert check.saw == f"1 of 3 wrong: {missing} → {missing} does not exist (NXDOMAIN)"
+    assert check.fix == f"publish `{missing} CNAME {pipeline.dkim_tokens[1]}.dkim.amazonses.com` (pipeline outputs DkimRecord1..3)"
