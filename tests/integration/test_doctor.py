@@ -24,12 +24,19 @@ import dns.asyncresolver
 import pytest
 
 from tests.dns_stub import Records, dns_server
+from worker.aws.clients import Clients
 from worker.cli import main
 from worker.config import Settings
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources
+from worker.local.run import LOCAL_DEVICE_KEY
+from worker.local.smtp import start_smtp
+from worker.local.tls import make_certificate
 from worker.ops.doctor.report import Check, Status, exit_code
 from worker.ops.doctor.run import Options, open_doctor_clients, run_doctor
+from worker.ops.doctor.send_test import SendTest
+from worker.ops.smtp_credentials import device_settings
+from worker.queue.consumer import serve
 from worker.ops.doctor.target import DoctorClients, Target, from_settings
 
 pytestmark = pytest.mark.anyio
@@ -349,3 +356,165 @@ async def test_a_missing_dkim_record(clients: DoctorClients, target: Target, pip
     assert check.status is Status.FAIL
     assert check.saw == f"1 of 3 wrong: {missing} → {missing} does not exist (NXDOMAIN)"
     assert check.fix == f"publish `{missing} CNAME {pipeline.dkim_tokens[1]}.dkim.amazonses.com` (pipeline outputs DkimRecord1..3)"
+
+
+@dataclass
+class Service:
+    cluster: str
+    name: str
+
+
+@pytest.fixture
+def service(emulator: Emulator) -> Service:
+    if emulator.kind == "localstack":
+        pytest.skip("LocalStack Community has no ECS")
+    cluster, name = f"t{secrets.token_hex(4)}", "sensormail-worker"
+    ecs = boto3.client("ecs")
+    ecs.create_cluster(clusterName=cluster)
+    ecs.register_task_definition(family=cluster, containerDefinitions=[{"name": "worker", "image": "w", "memory": 512}])
+    ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=cluster, desiredCount=2)
+    return Service(cluster, name)
+
+
+class EcsDetails:
+    """moto's ECS with what it does not simulate: running tasks, the rollout state, stopped tasks."""
+
+    def __init__(self, real: Any, *, running: int, rollout: str, stopped: list[dict[str, Any]]) -> None:
+        self.real, self.running, self.rollout, self.stopped = real, running, rollout, stopped
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def describe_services(self, **kwargs: Any) -> Any:
+        response = await self.real.describe_services(**kwargs)
+        for s in response["services"]:
+            s["runningCount"] = self.running
+            s["deployments"] = [{"status": "PRIMARY", "rolloutState": self.rollout,
+                                 "rolloutStateReason": "ECS deployment circuit breaker: tasks failed to start."
+                                 if self.rollout == "FAILED" else ""}]
+        return response
+
+    async def list_tasks(self, **kwargs: Any) -> Any:
+        return {"taskArns": [f"arn:aws:ecs:{REGION}:123456789012:task/x/{i}" for i in range(len(self.stopped))]}
+
+    async def describe_tasks(self, **kwargs: Any) -> Any:
+        return {"tasks": self.stopped}
+
+
+CRASHED = {"stopCode": "EssentialContainerExited", "stoppedReason": "Essential container in task exited",
+           "containers": [{"name": "worker", "exitCode": 2}]}
+SCALED_IN = {"stopCode": "ServiceSchedulerInitiated", "stoppedReason": "Scaling activity initiated by deployment",
+             "containers": [{"name": "worker", "exitCode": 0}]}
+
+
+async def test_ecs_service_and_stopped_tasks(clients: DoctorClients, target: Target, service: Service) -> None:
+    on_service = replace(target, cluster=service.cluster, service=service.name, log_group="/sensormail/worker")
+    healthy = replace(clients, ecs=EcsDetails(clients.ecs, running=2, rollout="COMPLETED", stopped=[SCALED_IN]))
+    checks = await doctor(healthy, on_service)
+    assert (checks["ECS service"].status, checks["ECS service"].saw) == (
+        Status.OK, "2 running of 2 desired; last deployment COMPLETED")
+    assert checks["stopped tasks"].status is Status.OK and "all routine" in checks["stopped tasks"].saw
+    assert (checks["kill switch"].status, checks["kill switch"].saw) == (Status.OK, "service not paused")
+
+    failing = replace(clients, ecs=EcsDetails(clients.ecs, running=0, rollout="FAILED", stopped=[CRASHED, CRASHED, SCALED_IN]))
+    checks = await doctor(failing, on_service)
+    assert checks["ECS service"].status is Status.FAIL
+    assert checks["ECS service"].saw.startswith("0 running of 2 desired; last deployment FAILED (ECS deployment circuit")
+    assert checks["stopped tasks"].status is Status.FAIL
+    assert checks["stopped tasks"].saw == "2 of 3 failed: 2 × Essential container in task exited (exit 2)"
+    assert checks["stopped tasks"].fix == "read aws logs tail /sensormail/worker --since 1h"
+
+
+async def test_paused_by_the_kill_switch(clients: DoctorClients, target: Target, service: Service) -> None:
+    from worker.ops import killswitch
+
+    async with open_doctor_clients(Settings(endpoint_url=os.environ["AWS_ENDPOINT_URL"], region=REGION)) as c:
+        from aiobotocore.session import get_session
+
+        async with get_session().create_client("application-autoscaling") as scaling:
+            report = await killswitch.pause(c.sesv2, c.ecs, scaling,
+                                            killswitch.Target(None, "v2", service.cluster, service.name))
+    assert report.done  # the ECS half (no configuration set here)
+    check = (await doctor(clients, replace(target, cluster=service.cluster, service=service.name)))["kill switch"]
+    assert check.status is Status.FAIL
+    assert check.saw.startswith("service scaled to zero by `sensormail pause` (before: 2 desired")
+    assert check.fix is not None and check.fix.startswith("sensormail resume")
+
+
+async def test_the_command(settings: Settings, pipeline: Pipeline, resources: LocalResources,
+                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, value in resources.worker_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SENSORMAIL_INTAKE_ADDRESS", pipeline.intake)
+    monkeypatch.setenv("SENSORMAIL_SENDER", f"nobody@unverified-{secrets.token_hex(3)}.example.net")
+
+    code = await anyio.to_thread.run_sync(lambda: main(["doctor", "--json"]))
+
+    document = json.loads(capsys.readouterr().out)
+    assert code == 1 and document["exit_code"] == 1 and document["ok"] is False
+    by_title = {c["title"]: c for c in document["checks"]}
+    assert by_title["sender identity"]["status"] == "fail" and by_title["sender identity"]["fix"]
+    assert by_title["receipt rule"]["status"] == "ok" and by_title["receipt rule"]["area"] == "SES"
+    assert by_title["MX"]["status"] == "unknown" and "skipped" in by_title["MX"]["saw"]
+    assert document["found"]["incoming_bucket"] == resources.incoming_bucket
+
+    monkeypatch.setenv("SENSORMAIL_SENDER", resources.sender)
+    code = await anyio.to_thread.run_sync(lambda: main(["doctor"]))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"  ✓ receipt rule: active, {pipeline.rule_set}/store-in-s3" in out
+    assert "  ? MX: skipped: the emulator's mail domain is not in public DNS" in out
+    assert out.rstrip().splitlines()[-1].startswith("healthy: ")
+
+
+@pytest.mark.parametrize(("recipient", "status", "saw"), [
+    ("ops@example.com", Status.OK, "forwarded to ops@example.com in"),
+    ("not-an-address", Status.FAIL, "then fallback instead of sent"),
+])
+async def test_send_test_follows_an_email_to_its_outcome(
+        clients: DoctorClients, target: Target, settings: Settings, aws: Clients, resources: LocalResources,
+        pipeline: Pipeline, tmp_path: Any, recipient: str, status: Status, saw: str) -> None:
+    """Through the SMTP stand-in (STARTTLS, AUTH with the device key from Secrets Manager), the
+    receipt rule's S3 write, the queue and a running worker, as a device's email goes."""
+    secret = boto3.client("secretsmanager").create_secret(
+        Name=f"device-{secrets.token_hex(4)}",
+        SecretString=json.dumps({"access_key_id": LOCAL_DEVICE_KEY[0], "secret_access_key": LOCAL_DEVICE_KEY[1],
+                                 "region": REGION, "intake": pipeline.intake}))["ARN"]
+    device = device_settings(*LOCAL_DEVICE_KEY, REGION)
+    certificate = make_certificate(tmp_path)
+    smtp = await start_smtp(aws.s3, resources.incoming_bucket, pipeline.intake, 0, tls=certificate.server_context(),
+                            credentials=(device.username, device.password))
+    test = SendTest(recipient, secret, "sensormail-doctor@devices.example.com", 60.0, "127.0.0.1", smtp.port,
+                    certificate.client_context())
+    stop = anyio.Event()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: serve(settings, clients=aws, stop=stop))
+            checks = await doctor(clients, target, send_test=test)
+            stop.set()
+    finally:
+        await smtp.close()
+    check = checks["test email"]
+    assert check.area == "End to end"
+    assert check.status is status and saw in check.saw, check.saw
+    assert check.saw.split("stored as ")[1].startswith("incoming/")
+
+
+async def test_send_test_reports_a_refused_login(clients: DoctorClients, target: Target, aws: Clients,
+                                                 resources: LocalResources, pipeline: Pipeline, tmp_path: Any) -> None:
+    secret = boto3.client("secretsmanager").create_secret(
+        Name=f"device-{secrets.token_hex(4)}",
+        SecretString=json.dumps({"access_key_id": "AKIAWRONGKEY", "secret_access_key": "wrong"}))["ARN"]
+    certificate = make_certificate(tmp_path)
+    device = device_settings(*LOCAL_DEVICE_KEY, REGION)
+    smtp = await start_smtp(aws.s3, resources.incoming_bucket, pipeline.intake, 0, tls=certificate.server_context(),
+                            credentials=(device.username, device.password))
+    port = smtp.port
+    try:
+        test = SendTest("ops@example.com", secret, "d@devices.example.com", 5.0, "127.0.0.1", port,
+                        certificate.client_context())
+        check = (await doctor(clients, target, send_test=test))["test email"]
+    finally:
+        await smtp.close()
+    assert check.status is Status.FAIL
+    assert check.saw.startswith(f"127.0.0.1:{port} refused it: (535, b'Authentication Credentials Invalid')")

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.errors import describe
-from worker.ops.doctor.report import Check, fail, ok, unknown
+from worker.ops.doctor.report import Check, brief, fail, ok, unknown
 from worker.ops.doctor.target import Target
 
 NAMESPACE = "Sensormail"
@@ -52,7 +51,7 @@ async def check_alarms(cloudwatch: Any, target: Target, dlq_url: str | None) -> 
     try:
         alarms = await our_alarms(cloudwatch, target, dlq_url)
     except Exception as error:
-        return unknown(title, f"CloudWatch unreadable ({describe(error)})")
+        return unknown(title, f"CloudWatch unreadable ({brief(error)})")
     topics = sorted({a for alarm in alarms for a in alarm.get("AlarmActions", []) if a.startswith("arn:aws:sns:")})
     if topics and not target.alarms_topic_arn:
         target.alarms_topic_arn = topics[0]

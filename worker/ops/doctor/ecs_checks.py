@@ -8,8 +8,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from worker.errors import describe
-from worker.ops.doctor.report import Check, fail, ok, unknown
+from worker.ops.doctor.report import Check, brief, fail, ok, unknown
 from worker.ops.doctor.target import Target
 from worker.ops.killswitch import PAUSED_TAG
 
@@ -80,7 +79,7 @@ async def check_ecs(ecs: Any, target: Target) -> list[Check]:
                                              desiredStatus="STOPPED", maxResults=STOPPED_SAMPLE)).get("taskArns", [])
         tasks = (await ecs.describe_tasks(cluster=target.cluster, tasks=stopped_arns)).get("tasks", []) if stopped_arns else []
     except Exception as error:
-        return [unknown("ECS service", f"unreadable ({describe(error)})", needed=True)]
+        return [unknown("ECS service", f"unreadable ({brief(error)})", needed=True)]
     return [judge_service(service, target), judge_stopped(tasks, target)]
 
 
@@ -102,7 +101,7 @@ async def check_pause(ecs: Any, ses: Any, sesv2: Any, target: Target) -> Check:
         try:
             enabled = await sending_enabled(ses, sesv2, target.configuration_set)
         except Exception as error:
-            return unknown(title, f"configuration set {target.configuration_set} unreadable ({describe(error)})", needed=True)
+            return unknown(title, f"configuration set {target.configuration_set} unreadable ({brief(error)})", needed=True)
         seen.append(f"sending on {target.configuration_set} {'enabled' if enabled else 'PAUSED'}")
         if not enabled:
             paused.append("SES")
@@ -112,7 +111,7 @@ async def check_pause(ecs: Any, ses: Any, sesv2: Any, target: Target) -> Check:
             tags = {} if service is None else {t["key"]: t["value"] for t in
                                                 (await ecs.list_tags_for_resource(resourceArn=service["serviceArn"])).get("tags", [])}
         except Exception as error:
-            return unknown(title, f"ECS unreadable ({describe(error)})", needed=True)
+            return unknown(title, f"ECS unreadable ({brief(error)})", needed=True)
         if PAUSED_TAG in tags:
             saved = json.loads(tags[PAUSED_TAG])
             seen.append(f"service scaled to zero by `sensormail pause` (before: {saved.get('desired')} desired, "

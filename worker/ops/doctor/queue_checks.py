@@ -17,8 +17,7 @@ from typing import Any
 import anyio
 
 from worker.config import Settings
-from worker.errors import describe
-from worker.ops.doctor.report import Check, fail, ok, unknown
+from worker.ops.doctor.report import Check, brief, fail, ok, unknown
 from worker.ops.doctor.target import Target, notifies_queue, queue_url_of, redrive_target
 from worker.ops.status import queue_status
 
@@ -87,7 +86,7 @@ async def check_redrive(sqs: Any, attrs: dict[str, str], target: Target) -> tupl
     try:
         await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
     except Exception as error:
-        return fail(title, f"the redrive policy names {dlq_arn}, which cannot be read ({describe(error)})",
+        return fail(title, f"the redrive policy names {dlq_arn}, which cannot be read ({brief(error)})",
                     "deploy the pipeline stack again (it creates the DLQ), or point the policy at an existing queue"), None
     if target.dlq_url and target.dlq_url.rstrip("/").rsplit("/", 1)[-1] != dlq_arn.rsplit(":", 1)[-1]:
         return fail(title, f"the worker copies permanent failures to {target.dlq_url}, but the redrive policy "

@@ -38,6 +38,16 @@ class Check:
         return data
 
 
+def brief(error: BaseException, limit: int = 160) -> str:
+    """The error on one short line (an emulator may answer an unknown API with a whole HTML page)."""
+    from worker.errors import describe
+
+    text = " ".join(describe(error).split())
+    if "<!doctype html" in text.lower() or "<html" in text.lower():
+        text = text.split("<", 1)[0].rstrip(": ") + ": not supported here"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def ok(title: str, saw: str, *, needed: bool = True) -> Check:
     return Check(Status.OK, title, saw, None, needed)
 

@@ -18,9 +18,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from worker.config import Settings
-from worker.errors import describe
 from worker.ops.doctor import alert_checks, dns_checks, ecs_checks, queue_checks, ses_identities, ses_rules
-from worker.ops.doctor.report import Check, fail, in_area, unknown
+from worker.ops.doctor.report import Check, brief, fail, in_area, unknown
 from worker.ops.doctor.send_test import SendTest, run_send_test
 from worker.ops.doctor.target import (
     DoctorClients, Target, apply_pipeline_stack, apply_service_stack, bucket_notifying, queue_facts, stack_outputs,
@@ -53,7 +52,7 @@ async def guarded(title: str, make: Callable[[], Awaitable[Check]], *, needed: b
     try:
         return await make()
     except Exception as error:
-        return unknown(title, f"could not be read: {describe(error)}", needed=needed)
+        return unknown(title, f"could not be read: {brief(error)}", needed=needed)
 
 
 async def discover(clients: DoctorClients, target: Target, options: Options) -> tuple[list[Check], ses_rules.RuleLookup | None]:
@@ -65,7 +64,7 @@ async def discover(clients: DoctorClients, target: Target, options: Options) -> 
         try:
             outputs, parameters = await stack_outputs(clients.cloudformation, name)
         except Exception as error:
-            problems.append(fail(f"{apply} stack", f"{name} cannot be read ({describe(error)})",
+            problems.append(fail(f"{apply} stack", f"{name} cannot be read ({brief(error)})",
                                  f"aws cloudformation describe-stacks --stack-name {name}"))
             continue
         if apply == "pipeline":
@@ -83,7 +82,7 @@ async def discover(clients: DoctorClients, target: Target, options: Options) -> 
         lookup = await ses_rules.locate_rule(clients.ses, target)
         rule_bucket = ses_rules.learn_from_rule(lookup, target)
     except Exception as error:
-        problems.append(unknown(ses_rules.TITLE, f"could not be read: {describe(error)}", needed=True))
+        problems.append(unknown(ses_rules.TITLE, f"could not be read: {brief(error)}", needed=True))
     else:
         if not target.incoming_bucket and rule_bucket:
             target.incoming_bucket = rule_bucket
@@ -100,7 +99,7 @@ async def run_doctor(clients: DoctorClients, target: Target, options: Options) -
         attrs = await queue_facts(clients.sqs, target)
     except Exception as error:
         attrs = None
-        queue_problem = fail("incoming queue", f"{target.queue_url} cannot be read ({describe(error)})",
+        queue_problem = fail("incoming queue", f"{target.queue_url} cannot be read ({brief(error)})",
                              "check SENSORMAIL_QUEUE_URL (the pipeline stack's QueueUrl output) and AWS_REGION")
     problems, lookup = await discover(clients, target, options)
     checks += in_area("Stacks", problems) if any(c.title.endswith("stack") for c in problems) else []

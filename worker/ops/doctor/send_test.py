@@ -20,8 +20,7 @@ from typing import Any
 import anyio
 
 from worker.config import DEFAULT_MARKER
-from worker.errors import describe
-from worker.ops.doctor.report import Check, fail, ok
+from worker.ops.doctor.report import Check, brief, fail, ok
 from worker.ops.doctor.target import Target
 from worker.ops.smtp_credentials import DeviceSettings, device_settings, parse_device_secret
 
@@ -109,7 +108,7 @@ async def run_send_test(clients: Any, target: Target, test: SendTest, dlq_url: s
         value = await clients.secrets.get_secret_value(SecretId=test.secret_id)
         key = parse_device_secret(str(value.get("SecretString", "")))
     except Exception as error:
-        return fail(TITLE, f"not sent: the device key in {test.secret_id} cannot be read ({describe(error)})",
+        return fail(TITLE, f"not sent: the device key in {test.secret_id} cannot be read ({brief(error)})",
                     "give --smtp-secret the DeviceCredentialsSecretArn output of deploy/sending.yaml")
     intake = target.intake or key.intake
     if not intake:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.errors import describe
-from worker.ops.doctor.report import Check, fail, ok, unknown
+from worker.ops.doctor.report import Check, brief, fail, ok, unknown
 from worker.ops.doctor.target import Target
 
 SUPPRESSION_PAGES = 10  # at most 10 x 1000 suppressed addresses are read
@@ -50,8 +49,8 @@ async def check_sender(ses: Any, target: Target) -> Check:
     domain = target.sender.rsplit("@", 1)[-1]
     found = await verification(ses, [target.sender, domain])
     if "Success" in (found.get(target.sender), found.get(domain)):
-        via = target.sender if found.get(target.sender) == "Success" else f"its domain {domain}"
-        return ok(title, f"{target.sender} verified ({via})")
+        via = "as an address" if found.get(target.sender) == "Success" else f"through its domain {domain}"
+        return ok(title, f"{target.sender} verified {via}")
     saw = (f"{target.sender}: {found.get(target.sender) or 'not requested'}, domain {domain}: "
            f"{found.get(domain) or 'not requested'}; SES refuses sends from it (554 Email address is not verified)")
     if found.get(target.sender) == "Pending":
@@ -73,7 +72,7 @@ async def check_account(sesv2: Any, ses: Any, target: Target) -> Check:
             quota = f"; quota {q['SentLast24Hours']:.0f} of {q['Max24HourSend']:.0f} sent in 24 h, {q['MaxSendRate']:.0f}/s"
         except Exception:
             pass
-        return unknown(title, f"sandbox status unreadable ({describe(error)}){quota}")
+        return unknown(title, f"sandbox status unreadable ({brief(error)}){quota}")
     q = account.get("SendQuota", {})
     sent, most = float(q.get("SentLast24Hours", 0)), float(q.get("Max24HourSend", 0))
     quota = f"quota {sent:.0f} of {most:.0f} sent in 24 h, {float(q.get('MaxSendRate', 0)):.0f}/s"
@@ -118,7 +117,7 @@ async def check_suppression(sesv2: Any, target: Target) -> Check:
     try:
         listed = await suppressed(sesv2)
     except Exception as error:
-        return unknown(title, f"unreadable ({describe(error)}); the worker still skips suppressed recipients")
+        return unknown(title, f"unreadable ({brief(error)}); the worker still skips suppressed recipients")
     given = [r for r in target.recipients if r.lower() in listed]
     domains = target.allowed_recipient_domains
     relevant = {a: r for a, r in listed.items() if not domains or a.rsplit("@", 1)[-1] in domains}
