@@ -25,7 +25,7 @@ from worker.ops.doctor.target import Target
 from worker.ops.smtp_credentials import DeviceSettings, device_settings, parse_device_secret
 
 TITLE = "test email"
-POLL_S = 1.0
+POLL_S = 2.0
 HEAD_BYTES = 64 * 1024
 TOKEN_HEADER = "X-Sensormail-Doctor"
 
@@ -58,9 +58,17 @@ def _send(device: DeviceSettings, port: int, msg: EmailMessage, tls: ssl.SSLCont
 
 
 async def _find_incoming(s3: Any, target: Target, token: str, since: datetime, seen: set[str]) -> dict[str, Any] | None:
-    listing = await s3.list_objects_v2(Bucket=target.incoming_bucket, Prefix=target.incoming_prefix,
-                                       StartAfter=target.incoming_prefix)
-    for obj in sorted(listing.get("Contents", []), key=lambda o: o["LastModified"], reverse=True):
+    # Keys are SES message ids, in no useful order: every page is read, the new ones first.
+    objects: list[dict[str, Any]] = []
+    more: str | None = None
+    while True:
+        page = await s3.list_objects_v2(Bucket=target.incoming_bucket, Prefix=target.incoming_prefix,
+                                        **({"ContinuationToken": more} if more else {}))
+        objects += page.get("Contents", [])
+        more = page.get("NextContinuationToken")
+        if not more:
+            break
+    for obj in sorted(objects, key=lambda o: o["LastModified"], reverse=True):
         if obj["LastModified"] < since or obj["Key"] in seen:
             continue
         seen.add(obj["Key"])
