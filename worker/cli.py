@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     creds.add_argument("--region", help="SES region the device sends through (default: AWS_REGION)")
     creds.add_argument("--intake", help="the intake address (default: SENSORMAIL_INTAKE_ADDRESS)")
     creds.add_argument("--json", action="store_true", help="print one JSON object")
+    from worker.ops.doctor.command import add_arguments as doctor_arguments
+
+    doctor_arguments(sub.add_parser("doctor", help="the troubleshooting guide, run against the live system: "
+                                                   "each check ✓/✗/? with the fix"))
     sub.add_parser("pause", help="kill switch: stop all outgoing email now; incoming email waits in the queue")
     resume = sub.add_parser("resume", help="undo `pause`: SES sending enabled, the service scaled back")
     resume.add_argument("--min-tasks", type=int, help="autoscaling minimum (default: as before the pause)")
@@ -101,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command(args: argparse.Namespace) -> int:
     env = os.environ
-    configure_logging(env.get("SENSORMAIL_LOG_LEVEL", "INFO"), stream=sys.stderr if args.command in ("inspect", "local", "smtp-credentials", "pause", "resume") else None)
+    configure_logging(env.get("SENSORMAIL_LOG_LEVEL", "INFO"), stream=sys.stderr if args.command in ("inspect", "local", "smtp-credentials", "pause", "resume", "doctor") else None)
     try:
         if args.command == "run":
             settings = Settings.from_env(_ses_api_for_endpoint(env))
@@ -128,6 +132,8 @@ def _command(args: argparse.Namespace) -> int:
             return anyio.run(_smtp_credentials, args, Settings.from_env(env, require_aws=False), dict(env))
         if args.command in ("pause", "resume"):
             return anyio.run(_kill_switch, args, Settings.from_env(_ses_api_for_endpoint(env), require_aws=False))
+        if args.command == "doctor":
+            return anyio.run(_doctor, args, Settings.from_env(_ses_api_for_endpoint(env), require_aws=False))
         if args.command == "local":
             return _local(args)
     except ConfigError as error:
@@ -337,6 +343,14 @@ async def _kill_switch(args: argparse.Namespace, settings: Settings) -> int:
                                              max_tasks=args.max_tasks, desired=args.desired)
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
+
+
+async def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.ops.doctor.command import doctor
+
+    text, code = await doctor(args, settings)
+    print(text)
+    return code
 
 
 def _health(path: str, max_age_s: float) -> int:

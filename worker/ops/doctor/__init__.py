@@ -1,0 +1,1 @@
+"""`sensormail doctor`: the deployment's troubleshooting guide, run against the live system."""
