@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from tests.helpers import fallback_notices, put_incoming, sent_to, ses_block, ses_smtp_block, text_of, wait_for
+from tests.helpers import (
+    fallback_notices, put_incoming, queue_depth, run_until, sent_to, ses_block, ses_smtp_block, text_of, wait_for,
+)
 from worker.aws.clients import Clients
 from worker.config import Settings
 from worker.errors import Deferred
@@ -235,3 +238,27 @@ async def test_a_sender_over_its_budget_waits_and_is_sent_later(
     assert sent_to(emulator, second.message_id) == []
     pipeline.sender_budget = SenderBudget(1)  # a minute later
     assert (await pipeline.process(second)).kind == "sent"
+
+
+async def test_over_budget_the_message_waits_in_the_queue_and_the_canonical_line_says_so(
+    settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the consumer: the email over the budget is neither deleted nor dead-lettered; it is
+    hidden until the budget has room, and its "email processed" line carries Outcome=deferred (the
+    EmailsProcessed metric the SenderOverBudget alarm in deploy/service.yaml watches)."""
+    caplog.set_level(logging.INFO, logger="worker.queue.consumer")
+    one_a_minute = replace(settings, sender_rate=1)
+    for n in range(2):
+        await put_incoming(aws, resources, plain(ses_block(), f"email {n}\n{M}ops@example.com{M}"))
+
+    def deferred_lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage() == "email processed" and getattr(r, "outcome", "") == "deferred"]
+
+    outcomes = await run_until(one_a_minute, aws, lambda seen: len(seen) >= 1 and deferred_lines())
+    assert [o.kind for o in outcomes] == ["sent"]
+    [line] = deferred_lines()[:1]
+    assert getattr(line, "Outcome") == "deferred" and getattr(line, "EmailsProcessed") == 1
+    waits = [r for r in caplog.records if r.getMessage() == "sender over its budget; the email waits"]
+    assert waits and getattr(waits[0], "retry_in_s") >= 50  # hidden until the budget has room
+    assert await queue_depth(aws, settings.queue_url) == 1  # still there, in flight (hidden)
+    assert await queue_depth(aws, resources.dlq_url) == 0
