@@ -19,6 +19,44 @@ from worker.pipeline import Outcome
 from worker.queue.consumer import serve
 
 
+def ses_block(
+    *,
+    envelope_from: str = "station7@devices.example.com",
+    spf: str = "pass",
+    dkim: tuple[tuple[str, str], ...] = (("pass", "devices.example.com"),),
+    dmarc: str = "pass",
+    dmarc_from: str = "devices.example.com",
+    virus: str = "PASS",
+    spam: str = "PASS",
+) -> bytes:
+    """The block SES prepends to a received email, as SES writes it."""
+    dkim_results = " ".join(f"dkim={r} header.i=@{d};" for r, d in dkim) if dkim else "dkim=none;"
+    return (
+        f"Return-Path: <{envelope_from}>\r\n"
+        "Received: from a8-1.smtp-out.amazonses.com (a8-1.smtp-out.amazonses.com [54.240.8.1]) by"
+        " inbound-smtp.eu-west-1.amazonaws.com with SMTP id abc for intake-7f3k@sensors.example.com;"
+        " Mon, 02 Mar 2026 10:00:00 +0000 (UTC)\r\n"
+        f"X-SES-Spam-Verdict: {spam}\r\n"
+        f"X-SES-Virus-Verdict: {virus}\r\n"
+        f"Received-SPF: {spf} (spfCheck: domain of {envelope_from.rpartition('@')[2]} designates 54.240.8.1 as"
+        f" permitted sender) client-ip=54.240.8.1; envelope-from={envelope_from}; helo=a8-1.smtp-out.amazonses.com;\r\n"
+        f"Authentication-Results: amazonses.com;\r\n spf={spf} (spfCheck: domain of {envelope_from.rpartition('@')[2]}"
+        f" designates 54.240.8.1 as permitted sender) client-ip=54.240.8.1; envelope-from={envelope_from};"
+        f" helo=a8-1.smtp-out.amazonses.com;\r\n {dkim_results}\r\n dmarc={dmarc} header.from={dmarc_from};\r\n"
+        "X-SES-RECEIPT: AEFBQUFBQUFBQUFF\r\n"
+    ).encode()
+
+
+def ses_smtp_block(*, custom_mail_from: bool, easy_dkim: bool, dmarc: str = "none") -> bytes:
+    """SES's block on a device's email sent through SES SMTP: SES signs with the amazonses.com key
+    always and, with Easy DKIM on the device domain, with that domain's key too; the envelope sender
+    is a bounce address at amazonses.com unless a custom MAIL FROM domain is set."""
+    envelope = ("0102018e-bounce@mail.devices.example.com" if custom_mail_from
+                else "0102018e5c7f1d2a-bounce-000000@eu-west-1.amazonses.com")
+    signatures = ((("pass", "devices.example.com"),) if easy_dkim else ()) + (("pass", "amazonses.com"),)
+    return ses_block(envelope_from=envelope, dkim=signatures, dmarc=dmarc)
+
+
 async def put_incoming(aws: Any, resources: LocalResources, raw: bytes, message_id: str | None = None) -> S3ObjectRef:
     """Store a raw email as the SES receipt rule would; returns the ref an S3 event would carry."""
     message_id = message_id or secrets.token_hex(20)

@@ -24,6 +24,8 @@ MiB = 1024 * 1024
 MAX_LINK_EXPIRY_S = 7 * 24 * 3600
 # S3 multipart parts must be at least 5 MiB (except the last) and at most 5 GiB.
 MIN_PART_SIZE = 5 * MiB
+ANY_RECIPIENT = "*"  # SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS=* : any domain (an open relay; say so loudly)
+MAX_RECIPIENTS_CAP = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,12 @@ class Settings:
     max_send_rate: float = 0.0  # SES sends per second across all handlers; 0: no limit
     email_timeout_s: int = 900
     allowed_senders: tuple[str, ...] = ()  # addresses or domains; empty: anyone
-    allowed_recipient_domains: tuple[str, ...] = ()  # empty: any domain
+    # Domains recipients may be in; empty: none ("closed"), ("*",): any. `sensormail run` refuses
+    # to start without the variable, except against an emulator (see from_env).
+    allowed_recipient_domains: tuple[str, ...] = ()
+    intake_domains: tuple[str, ...] = ()  # never sent to (a loop): SENSORMAIL_INTAKE_DOMAIN, the intake address's
+    max_recipients: int = 50  # recipients one email may ask for; more: nothing sent, fallback
+    sender_rate: int = 60  # emails a minute per sender address; over it they wait; 0: no budget
     spam_action: Literal["quarantine", "pass"] = "quarantine"
     signer_secret_arn: str | None = None
     health_file: str = DEFAULT_HEALTH_FILE  # touched every 15 s while the event loop runs
@@ -71,6 +78,11 @@ class Settings:
     endpoint_url: str | None = None
     region: str | None = None  # None: botocore's own resolution (the profile's region in ~/.aws/config)
     limits: Limits = field(default_factory=Limits)
+
+    @property
+    def any_recipient(self) -> bool:
+        """Recipients may be in any domain: the worker is an open relay for whoever gets mail in."""
+        return ANY_RECIPIENT in self.allowed_recipient_domains
 
     @property
     def heartbeat_interval_s(self) -> float:
@@ -111,7 +123,10 @@ class Settings:
             ecs_service=r.optional_str("SENSORMAIL_ECS_SERVICE"),
             intake_address=r.optional_str("SENSORMAIL_INTAKE_ADDRESS"),
             allowed_senders=r.csv("SENSORMAIL_ALLOWED_SENDERS"),
-            allowed_recipient_domains=r.csv("SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS"),
+            allowed_recipient_domains=_recipient_domains(r, require_aws),
+            intake_domains=_intake_domains(r),
+            max_recipients=r.integer("SENSORMAIL_MAX_RECIPIENTS", d.max_recipients, 1, MAX_RECIPIENTS_CAP),
+            sender_rate=r.integer("SENSORMAIL_SENDER_RATE", d.sender_rate, 0, 100_000),
             spam_action=r.choice("SENSORMAIL_SPAM_ACTION", "quarantine", ("quarantine", "pass")),  # type: ignore[arg-type]
             email_timeout_s=r.integer("SENSORMAIL_EMAIL_TIMEOUT_SECONDS", d.email_timeout_s, 10, 12 * 3600),
             limits=Limits(
@@ -127,6 +142,31 @@ class Settings:
         if require_aws and not settings.fallback_topic_arn.startswith("arn:"):
             raise ConfigError("SENSORMAIL_FALLBACK_TOPIC_ARN: expected an SNS topic ARN (arn:aws:sns:...)")
         return settings
+
+
+def _recipient_domains(r: _Reader, require_aws: bool) -> tuple[str, ...]:
+    """SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS, required by the worker: closed unless configured.
+
+    Unset is accepted only for commands that send nothing (`require_aws=False`: nobody); an
+    emulator gets no exception (`sensormail local` provisions its own list)."""
+    name = "SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS"
+    domains = r.csv(name, allow_any=True)
+    if domains or r.optional_str(name) is not None or not require_aws:
+        return domains
+    raise ConfigError(
+        f"{name}: required: comma-separated domains forwarded emails may go to"
+        f" ({ANY_RECIPIENT} allows any domain: an open relay for anyone who gets mail in)"
+    )
+
+
+def _intake_domains(r: _Reader) -> tuple[str, ...]:
+    """SENSORMAIL_INTAKE_DOMAIN (comma-separated), and the domain of SENSORMAIL_INTAKE_ADDRESS."""
+    domains = list(r.csv("SENSORMAIL_INTAKE_DOMAIN"))
+    if (address := r.optional_str("SENSORMAIL_INTAKE_ADDRESS")) is not None:
+        if address.count("@") != 1 or "." not in address.rpartition("@")[2]:
+            raise ConfigError(f"SENSORMAIL_INTAKE_ADDRESS: expected an email address, got {address!r}")
+        domains.append(address.rpartition("@")[2].lower())
+    return tuple(dict.fromkeys(domains))
 
 
 class _Reader:
@@ -171,11 +211,13 @@ class _Reader:
 
         return self._parse(name, default, parse, "one of " + ", ".join(choices))
 
-    def csv(self, name: str) -> tuple[str, ...]:
-        """A comma-separated list of addresses or domains, lowercased."""
+    def csv(self, name: str, *, allow_any: bool = False) -> tuple[str, ...]:
+        """A comma-separated list of addresses or domains, lowercased; `allow_any`: "*" too."""
         raw = self.optional_str(name) or ""
         items = tuple(item.strip().lower() for item in raw.split(",") if item.strip())
         for item in items:
+            if allow_any and item == ANY_RECIPIENT:
+                continue
             if any(c.isspace() for c in item) or item.count("@") > 1 or "." not in item:
                 raise ConfigError(f"{name}: expected comma-separated addresses or domains, got {item!r}")
         return items

@@ -4,6 +4,7 @@
 WorkerError
 ├── ConfigError        at start-up only; exit non-zero with the variable's name
 ├── RetryableError     throttling, 5xx, timeouts: leave the message, SQS redelivers with backoff
+│   └── Deferred       not a failure: the sender is over its budget; the email waits its turn
 └── PermanentError     will fail again: DLQ with the reason, then delete
     ├── BadEvent       not JSON, not an S3 event
     └── MalformedEmail the MIME cannot be read within our limits
@@ -28,6 +29,11 @@ class RetryableError(WorkerError):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class Deferred(RetryableError):
+    """Not a failure: the email must wait (its sender is over its budget, SENSORMAIL_SENDER_RATE).
+    `retry_after_s` is the earliest time it can go, so SQS shows it again no sooner."""
 
 
 class PermanentError(WorkerError):

@@ -26,11 +26,11 @@ from worker.aws.links import S3AttachmentStore
 from worker.aws.ratelimit import TokenBucket
 from worker.aws.sending import SuppressionList, UnverifiedRecipients, sandbox_rejection
 from worker.config import Settings
-from worker.errors import PermanentError, classify, describe
+from worker.errors import Deferred, PermanentError, classify, describe
 from worker.events import S3ObjectRef
 from worker.mail import recipients as rcpt
 from worker.mail.compose import compose_email, fallback_notice
-from worker.mail.policy import screen, split_recipients
+from worker.mail.policy import SenderBudget, decide_recipients, from_addresses, screen
 from worker.mail.reader import Attachment, ReadEmail, read_email
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,8 @@ class Pipeline:
         # The one window that can duplicate a send is "SES accepted, record not yet written".
         # Only one handler at a time is inside it, so a killed worker duplicates at most one email.
         self.send_window = anyio.Lock()
+        # Emails a minute per sender address, per worker (each task keeps its own count).
+        self.sender_budget = SenderBudget(settings.sender_rate)
 
     async def process(self, ref: S3ObjectRef) -> Outcome:
         steps = _Steps()
@@ -130,11 +132,17 @@ class Pipeline:
             email = await read_email(self._raw_chunks(ref), store, self.settings.limits, self._screen)
         steps.step("read_and_store")
         found = rcpt.choose_recipients(email.text, email.html, self.settings.recipient_marker)
-        recipients, outside = split_recipients(found.block.recipients, self.settings.allowed_recipient_domains)
-        rejected = found.block.rejected + tuple(f"{r} (domain not allowed)" for r in outside)
+        decision = decide_recipients(
+            found.block.recipients,
+            allowed_domains=self.settings.allowed_recipient_domains,
+            intake_domains=self.settings.intake_domains,
+            max_recipients=self.settings.max_recipients,
+        )
+        recipients = decision.kept
+        rejected = found.block.rejected + decision.rejected
         if rejected:
             logger.warning("recipients dropped", extra={"s3_key": ref.key, "rejected": list(rejected)[:20]})
-        reason = email.quarantine or found.fallback_reason
+        reason = email.quarantine or found.fallback_reason or decision.reason
         if reason is None and not recipients:
             reason = "no recipient in the allowed domains"
         suppressed = await self.suppression.reasons(recipients) if reason is None else {}
@@ -180,7 +188,23 @@ class Pipeline:
             await self.ledger.finish(claim, "fallback")
 
     def _screen(self, headers: Message) -> str | None:
-        return screen(headers, allowed_senders=self.settings.allowed_senders, spam_action=self.settings.spam_action)
+        """Quarantine reason, or None; an authenticated sender over its budget waits (Deferred),
+        raised before any attachment is stored."""
+        reason = screen(
+            headers,
+            allowed_senders=self.settings.allowed_senders,
+            spam_action=self.settings.spam_action,
+            own_addresses=(self.settings.sender,),
+        )
+        senders = from_addresses(headers)
+        if reason is None and senders:
+            wait = self.sender_budget.take(senders[0], anyio.current_time())
+            if wait is not None:
+                raise Deferred(
+                    f"sender {senders[0]} over its budget of {self.settings.sender_rate} emails a minute",
+                    retry_after_s=wait,
+                )
+        return reason
 
     async def _raw_chunks(self, ref: S3ObjectRef) -> AsyncIterator[bytes]:
         """The raw email in chunks of about read_chunk_bytes (botocore's default is 1 KiB)."""

@@ -143,6 +143,7 @@ def service(emulator: Emulator, pipeline: Stack) -> Iterator[Stack]:
         "PipelineStackName": pipeline.name,
         "ImageTag": IMAGE_TAG,
         "SenderAddress": SENDER,
+        "AllowedRecipientDomains": "example.com,example.org",
         "LinkSigner": "task-role",
         "VpcId": subnets[0]["VpcId"],
         "Subnets": ",".join(s["SubnetId"] for s in subnets[:2]),
@@ -280,7 +281,7 @@ def test_service_creates_every_resource_it_keeps(service: Stack) -> None:
     assert service.status == "CREATE_COMPLETE"
     assert set(service.template["Resources"]) <= set(service.physical)
     assert service.removed == {"ScalableTarget", "BacklogScalingPolicy", "ScaleOutFromZeroPolicy",
-                               "ScaleOutFromZeroAlarm", "WorkerErrorAlarm"}
+                               "ScaleOutFromZeroAlarm", "WorkerErrorAlarm", "SenderOverBudgetAlarm"}
 
 
 def test_the_container_gets_the_pipelines_resources(service: Stack, pipeline: Stack) -> None:
@@ -301,7 +302,10 @@ def test_the_container_gets_the_pipelines_resources(service: Stack, pipeline: St
         "SENSORMAIL_LINK_EXPIRY_SECONDS": "259200",
         "SENSORMAIL_SIGNER_SECRET_ARN": "",
         "SENSORMAIL_ALLOWED_SENDERS": "",
-        "SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS": "",
+        "SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS": "example.com,example.org",
+        "SENSORMAIL_INTAKE_DOMAIN": PIPELINE_PARAMETERS["MailDomain"],
+        "SENSORMAIL_MAX_RECIPIENTS": "50",
+        "SENSORMAIL_SENDER_RATE": "60",
         "SENSORMAIL_MAX_SEND_RATE": "0",
         "AWS_REGION": boto3.session.Session().region_name,
     }
@@ -339,9 +343,17 @@ def test_task_role_resolves_to_the_pipelines_resources(service: Stack, pipeline:
             ["ses:GetAccount", "ses:GetAccountSendingEnabled", "ses:GetSendQuota", "ses:GetSuppressedDestination"], ["*"]),
         "SendAsTheSender": (["ses:SendEmail", "ses:SendRawEmail"], [
             f"arn:aws:ses:{arn_prefix}:identity/{SENDER}", f"arn:aws:ses:{arn_prefix}:identity/{domain}"]),
+        "NeverMailTheIntake": (["ses:SendEmail", "ses:SendRawEmail"], ["*"]),
     }
-    [send] = [s for s in inline_policy(service.outputs["TaskRoleArn"]) if s["Sid"] == "SendAsTheSender"]
-    assert send["Condition"] == {"StringEquals": {"ses:FromAddress": SENDER}}
+    statements = {s["Sid"]: s for s in inline_policy(service.outputs["TaskRoleArn"])}
+    assert statements["SendAsTheSender"]["Condition"] == {
+        "StringEquals": {"ses:FromAddress": SENDER},
+        "ForAllValues:StringLike": {"ses:Recipients": ["*@example.com", "*@example.org", "*@*.example.com", "*@*.example.org"]},
+    }
+    mail_domain = PIPELINE_PARAMETERS["MailDomain"]
+    assert statements["NeverMailTheIntake"]["Effect"] == "Deny"
+    assert statements["NeverMailTheIntake"]["Condition"] == {
+        "ForAnyValue:StringLike": {"ses:Recipients": [f"*@{mail_domain}", f"*@*.{mail_domain}"]}}
 
 
 def test_execution_role_resolves_to_one_repository_and_log_group(service: Stack, pipeline: Stack) -> None:

@@ -188,3 +188,40 @@ def test_every_sending_resource_is_conditional_and_the_device_user_is_not() -> N
         assert resources[name]["Condition"] == "CreateSending", name
     for name in ("DeviceUser", "DeviceKey", "DeviceCredentials"):
         assert "Condition" not in resources[name], name
+
+
+# ---------------------------------------------------------------- the device domain (issue 13)
+
+def test_the_device_domain_gets_easy_dkim_and_a_custom_mail_from_domain() -> None:
+    """Without them SES SMTP mail arrives signed by amazonses.com only, from a bounce address at
+    amazonses.com: nothing aligned with the device's From, and the worker quarantines it."""
+    identity = TEMPLATE["Resources"]["DeviceIdentity"]
+    assert identity["Condition"] == "HasDeviceDomain"
+    p = identity["Properties"]
+    assert p["EmailIdentity"] == {"Ref": "DeviceDomain"}
+    assert p["DkimAttributes"] == {"SigningEnabled": True}
+    assert p["DkimSigningAttributes"] == {"NextSigningKeyLength": "RSA_2048_BIT"}
+    assert p["MailFromAttributes"] == {"MailFromDomain": {"Fn::Sub": "${DeviceMailFromSubdomain}.${DeviceDomain}"},
+                                       "BehaviorOnMxFailure": "REJECT_MESSAGE"}
+
+
+def test_the_device_domain_records_make_spf_and_dkim_pass_aligned() -> None:
+    group = TEMPLATE["Resources"]["DeviceDomainRecords"]
+    assert group["Condition"] == "PublishDeviceRecords"
+    records = group["Properties"]["RecordSets"]
+    cnames = [r for r in records if r["Type"] == "CNAME"]
+    assert [r["Name"] for r in cnames] == [{"Fn::GetAtt": ["DeviceIdentity", f"DkimDNSTokenName{n}"]} for n in (1, 2, 3)]
+    mail_from = {"Fn::Sub": "${DeviceMailFromSubdomain}.${DeviceDomain}"}
+    [mx] = [r for r in records if r["Type"] == "MX"]
+    assert mx["Name"] == mail_from and mx["ResourceRecords"] == [{"Fn::Sub": "10 feedback-smtp.${AWS::Region}.amazonses.com"}]
+    spf, dmarc = [r for r in records if r["Type"] == "TXT"]
+    assert spf["Name"] == mail_from and spf["ResourceRecords"] == ['"v=spf1 include:amazonses.com -all"']
+    assert dmarc["Name"] == {"Fn::Sub": "_dmarc.${DeviceDomain}"} and "v=DMARC1" in dmarc["ResourceRecords"][0]
+
+
+def test_the_mail_from_domain_aligns_with_the_device_domain() -> None:
+    """What the worker checks (worker/mail/policy.py), with the template's default subdomain."""
+    from worker.mail.policy import aligned
+
+    subdomain = cfn.default(TEMPLATE, "DeviceMailFromSubdomain")
+    assert aligned(f"{subdomain}.devices.example.com", "devices.example.com")

@@ -3,6 +3,7 @@ the service's deployment settings and the autoscaling policies."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -90,6 +91,9 @@ def test_the_task_sets_the_settings_the_worker_needs() -> None:
     assert env["SENSORMAIL_ALLOWED_SENDERS"] == {"Ref": "AllowedSenders"}
     assert env["SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS"] == {"Ref": "AllowedRecipientDomains"}
     assert env["SENSORMAIL_MAX_SEND_RATE"] == {"Ref": "MaxSendRate"}
+    assert env["SENSORMAIL_INTAKE_DOMAIN"] == imported("MailDomain")
+    assert env["SENSORMAIL_MAX_RECIPIENTS"] == {"Ref": "MaxRecipients"}
+    assert env["SENSORMAIL_SENDER_RATE"] == {"Ref": "SenderRate"}
 
 
 def test_every_variable_is_one_the_worker_reads() -> None:
@@ -104,8 +108,10 @@ def test_the_defaults_pass_the_workers_validation() -> None:
         "AttachmentsBucket": "sensormail-attachments-0123456789ab",
         "FallbackTopicArn": "arn:aws:sns:eu-west-1:123456789012:fallback",
         "VisibilitySeconds": str(cfn.default(cfn.load("pipeline.yaml"), "VisibilitySeconds")),
+        "MailDomain": "sensors.example.com",
     }
-    params = {"SenderAddress": "alerts@sensors.example.com", "ConfigurationSetName": "", "AWS::Region": "eu-west-1"}
+    params = {"SenderAddress": "alerts@sensors.example.com", "ConfigurationSetName": "", "AWS::Region": "eu-west-1",
+              "AllowedRecipientDomains": "example.com,example.org"}
     secret = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:signer-AbCdEf"
 
     def resolve(value: Any) -> str:
@@ -124,6 +130,9 @@ def test_the_defaults_pass_the_workers_validation() -> None:
     assert settings.ses_api == "v2" and settings.configuration_set is None
     assert settings.link_expiry_s <= cfn.default(cfn.load("pipeline.yaml"), "RetentionDays") * 86400
     assert settings.signer_secret_arn == secret
+    assert settings.allowed_recipient_domains == ("example.com", "example.org")
+    assert settings.intake_domains == ("sensors.example.com",)
+    assert (settings.max_recipients, settings.sender_rate) == (50, 60)
 
 
 # ---------------------------------------------------------------- least privilege
@@ -146,6 +155,7 @@ def test_task_role_grants_exactly_what_the_worker_does() -> None:
         ["ses:GetAccount", "ses:GetAccountSendingEnabled", "ses:GetSendQuota", "ses:GetSuppressedDestination"], "*")
     actions, resources = got.pop("SendAsTheSender")
     assert actions == ["ses:SendEmail", "ses:SendRawEmail"]
+    assert got.pop("NeverMailTheIntake") == (["ses:SendEmail", "ses:SendRawEmail"], "*")
     assert got.pop("ReadLinkSignerKey") == (["secretsmanager:GetSecretValue"], {"Ref": "LinkSignerSecret"})
     assert policy("TaskRole")["ReadLinkSignerKey"]["If"] == "UseSignerUser"
     assert got == {}
@@ -164,7 +174,79 @@ def test_bucket_prefixes_are_the_workers() -> None:
 
 def test_the_task_sends_only_as_the_sender() -> None:
     send = policy("TaskRole")["SendAsTheSender"]
-    assert send["Condition"] == {"StringEquals": {"ses:FromAddress": {"Ref": "SenderAddress"}}}
+    assert send["Condition"]["StringEquals"] == {"ses:FromAddress": {"Ref": "SenderAddress"}}
+
+
+# ---------------------------------------------------------------- closed by default (issue 13)
+
+def evaluate(value: Any, params: dict[str, str]) -> Any:
+    """The intrinsic functions the send conditions use, evaluated as CloudFormation would."""
+    if isinstance(value, list):
+        return [evaluate(v, params) for v in value]
+    if not isinstance(value, dict):
+        return value
+    [(fn, arg)] = value.items()
+    if fn == "Ref":
+        return params[arg]
+    if fn == "Fn::ImportValue":
+        return params[evaluate(arg, params)]
+    if fn == "Fn::Split":
+        return evaluate(arg[1], params).split(arg[0])
+    if fn == "Fn::Join":
+        return arg[0].join(evaluate(arg[1], params))
+    if fn == "Fn::Sub":
+        text, names = (arg, {}) if isinstance(arg, str) else (arg[0], {k: evaluate(v, params) for k, v in arg[1].items()})
+        return re.sub(r"\$\{([^}]+)\}", lambda m: str(names.get(m.group(1), params.get(m.group(1), m.group(0)))), text)
+    raise AssertionError(f"not modelled: {fn}")
+
+
+def may_send(recipients: list[str], allowed: str, mail_domain: str = "sensors.example.com") -> bool:
+    """IAM's verdict on a send by the task role, from the two SES statements' conditions."""
+    params = {"AllowedRecipientDomains": allowed, "SenderAddress": "alerts@sensors.example.com",
+              "PipelineStackName": "sensormail-pipeline", "sensormail-pipeline-MailDomain": mail_domain}
+    statements = policy("TaskRole")
+    allow = evaluate(statements["SendAsTheSender"]["Condition"]["ForAllValues:StringLike"]["ses:Recipients"], params)
+    deny = evaluate(statements["NeverMailTheIntake"]["Condition"]["ForAnyValue:StringLike"]["ses:Recipients"], params)
+    allowed_all = all(any(fnmatch.fnmatchcase(r, p) for p in allow) for r in recipients)
+    denied_any = any(fnmatch.fnmatchcase(r, p) for r in recipients for p in deny)
+    return allowed_all and not denied_any
+
+
+def test_the_recipient_allowlist_is_required_and_never_empty() -> None:
+    """It defaulted to empty (any domain): a stack could be an open relay without saying so."""
+    parameter = T["Parameters"]["AllowedRecipientDomains"]
+    assert "Default" not in parameter
+    pattern = re.compile(parameter["AllowedPattern"])
+    for good in ("example.com", "example.com,ops.example.org", "*"):
+        assert pattern.fullmatch(good), good
+    for bad in ("", " ", "example.com, example.org", "Example.com", "*,example.com", "example", "a.com,,b.com"):
+        assert not pattern.fullmatch(bad), bad
+
+
+def test_the_task_role_may_send_only_to_the_allowed_domains() -> None:
+    """ses:Recipients (To, Cc and Bcc) checked by IAM: a bug in the worker cannot relay."""
+    assert may_send(["ops@example.com", "x@eu.plant.example.org"], "example.com,example.org")
+    assert not may_send(["ops@example.com", "victim@elsewhere.example"], "example.com,example.org")
+    assert not may_send(["x@notexample.com"], "example.com")
+    assert may_send(["anyone@anywhere.example"], "*")
+
+
+def test_the_task_role_never_mails_the_intake_domain() -> None:
+    assert not may_send(["intake-7f3k@sensors.example.com"], "*")
+    assert not may_send(["ops@example.com", "x@eu.sensors.example.com"], "example.com,sensors.example.com")
+    assert may_send(["ops@example.com"], "*")
+
+
+def test_a_star_allowlist_is_announced_by_the_stack() -> None:
+    assert T["Conditions"]["AnyRecipient"] == {"Fn::Equals": [{"Ref": "AllowedRecipientDomains"}, "*"]}
+    warning = T["Outputs"]["Warning"]
+    assert warning["Condition"] == "AnyRecipient" and "OPEN RELAY" in warning["Value"]
+
+
+def test_the_recipient_cap_and_the_sender_budget_are_parameters() -> None:
+    assert (cfn.default(T, "MaxRecipients"), T["Parameters"]["MaxRecipients"]["MaxValue"]) == (50, 1000)
+    assert cfn.default(T, "SenderRate") == Settings().sender_rate == 60
+    assert cfn.default(T, "MaxRecipients") == Settings().max_recipients
 
 
 def test_the_link_signer_may_only_read_attachments() -> None:
@@ -206,7 +288,11 @@ ACCOUNT_LEVEL_READS = {"ses:GetAccount", "ses:GetAccountSendingEnabled", "ses:Ge
 
 
 def test_no_wildcards_in_the_task_role() -> None:
+    """Every Allow names its resources; the one Deny (the intake domain) covers everything."""
     for sid, statement in policy("TaskRole").items():
+        if statement["Effect"] == "Deny":
+            assert sid == "NeverMailTheIntake" and statement["Resource"] == "*"
+            continue
         assert statement["Effect"] == "Allow"
         for action in as_list(statement["Action"]):
             assert "*" not in action, sid
@@ -367,6 +453,14 @@ def test_alarm_on_emails_the_worker_failed() -> None:
     assert p["TreatMissingData"] == "notBreaching"
 
 
+def test_alarm_on_senders_over_their_budget() -> None:
+    p = cfn.props(T, "SenderOverBudgetAlarm")
+    assert (p["Namespace"], p["MetricName"]) == ("Sensormail", "EmailsProcessed")
+    assert p["Dimensions"] == [{"Name": "Outcome", "Value": "deferred"}]
+    assert p["Statistic"] == "Sum" and p["Threshold"] == {"Ref": "SenderOverBudgetAlarmThreshold"}
+    assert p["AlarmActions"] == [imported("AlarmsTopicArn")] == p["OKActions"]
+
+
 def test_dashboard_shows_depth_age_dlq_outcomes_and_tasks() -> None:
     body, variables = cfn.props(T, "Dashboard")["DashboardBody"]["Fn::Sub"]
     names = set(re.findall(r"\$\{([A-Za-z0-9:]+)\}", body))
@@ -377,6 +471,6 @@ def test_dashboard_shows_depth_age_dlq_outcomes_and_tasks() -> None:
     assert ("AWS/SQS", "ApproximateAgeOfOldestMessage") in series
     assert ("ECS/ContainerInsights", "RunningTaskCount") in series
     outcomes = {m[3] for w in dashboard["widgets"] for m in w["properties"]["metrics"] if m[:2] == ["Sensormail", "EmailsProcessed"]}
-    # The consumer's outcomes: the pipeline's (sent, fallback, duplicate) and retry, failed.
-    assert outcomes == set(get_args(OutcomeKind)) | {"retry", "failed"}
+    # The consumer's outcomes: the pipeline's (sent, fallback, duplicate) and retry, deferred, failed.
+    assert outcomes == set(get_args(OutcomeKind)) | {"retry", "deferred", "failed"}
     assert "${DlqName}" in body

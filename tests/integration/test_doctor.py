@@ -35,9 +35,9 @@ from worker.local.tls import make_certificate
 from worker.ops.doctor.report import Check, Status, exit_code
 from worker.ops.doctor.run import Options, open_doctor_clients, run_doctor
 from worker.ops.doctor.send_test import SendTest
+from worker.ops.doctor.target import DoctorClients, Target, from_settings
 from worker.ops.smtp_credentials import device_settings
 from worker.queue.consumer import serve
-from worker.ops.doctor.target import DoctorClients, Target, from_settings
 
 pytestmark = pytest.mark.anyio
 REGION = "us-east-1"

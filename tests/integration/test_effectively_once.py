@@ -79,7 +79,7 @@ async def test_a_retry_after_a_partial_send_sends_only_the_missing_batches(
                      sent_batches=(0,), ses_message_ids=("earlier",))
     await aws.s3.put_object(Bucket=settings.attachments_bucket, Key=ledger.key_for(ref), Body=crashed.to_json())
 
-    outcome = await Pipeline(settings, aws).process(ref)
+    outcome = await Pipeline(replace(settings, max_recipients=1000), aws).process(ref)
 
     sends = sent_to(emulator, ref.message_id)
     assert [len(m["To"].addresses) for m in sends] == [50, 20]  # batch 0 was already sent
@@ -168,7 +168,7 @@ async def test_a_failure_after_a_recorded_batch_does_not_resend_that_batch(
     settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator
 ) -> None:
     """120 recipients, 3 batches; SES fails on the second: the retry sends batches 1 and 2 only."""
-    long_lease = replace(settings, lease_s=3600)
+    long_lease = replace(settings, lease_s=3600, max_recipients=1000)
     ref = await put_incoming(aws, resources, many_recipients(120))
     ses = FlakySes(aws.ses, fail={1})
 

@@ -43,6 +43,8 @@ class LocalResources:
             "SENSORMAIL_ATTACHMENTS_BUCKET": self.attachments_bucket,
             "SENSORMAIL_SENDER": self.sender,
             "SENSORMAIL_FALLBACK_TOPIC_ARN": self.fallback_topic_arn,
+            # Closed by default: the bundled samples write to these domains only.
+            "SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS": "example.com,example.org",
         }
 
 

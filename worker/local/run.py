@@ -126,6 +126,7 @@ async def run_local(args: argparse.Namespace, env: MutableMapping[str, str]) -> 
     with start_emulator(os.environ if env is os.environ else env, args.backend) as emulator:
         resources = await provision()
         overrides = dict(resources.worker_env())
+        overrides["SENSORMAIL_INTAKE_ADDRESS"] = intake  # never a recipient: a loop
         if not emulator.has_sesv2:
             overrides["SENSORMAIL_SES_API"] = "v1"
         settings = Settings.from_env({**env, **overrides})

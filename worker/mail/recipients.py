@@ -82,20 +82,52 @@ def html_to_text(html: str) -> str:
 
 
 def remove_blocks(text: str, marker: str) -> str:
-    """The body recipients see: every complete block, markers included, removed."""
-    return _cut(text, [(start, end, "") for start, end in _block_spans(text, marker)])
+    """The body recipients see: every complete block, markers included, removed, until none is left.
+
+    A removal can join the text around a block into a new one (`:Email_` + block + `Rxers_Code:x@y`
+    + marker), so removal repeats until no complete block remains."""
+    for _ in range(_MAX_REMOVAL_PASSES):
+        spans = _block_spans(text, marker)
+        if not spans:
+            return text
+        text = _cut(text, [(start, end, "") for start, end in spans])
+    return _cut(text, [(start, end, "") for start, end in _last_resort(text, marker)])
 
 
 def remove_blocks_html(html: str, marker: str) -> str:
-    """`remove_blocks` on html source, blocks found in the html read as text.
+    """`remove_blocks` on html source, blocks found in the html read as text, until none is left.
 
     Each block is cut from its opening marker to the end of its closing marker in the source. When
     the cut would leave tags unbalanced (the block spans `</p><p>`, say), its tags are kept and only
     its text is dropped, so the html stays as well-formed as it was.
     """
-    text, starts, bounds, kinds = _parse_html(html)
+    for _ in range(_MAX_REMOVAL_PASSES):
+        parsed = _parse_html(html)
+        spans = _block_spans(parsed.text, marker)
+        if not spans:
+            return html
+        html = _cut_html(html, parsed, spans)
+    parsed = _parse_html(html)
+    return _cut_html(html, parsed, _last_resort(parsed.text, marker))
+
+
+# Removal passes before the last resort: an ordinary body needs one, a crafted one one per level of
+# nesting; a body nested thousands of levels deep would cost a pass (linear in the body) per level.
+_MAX_REMOVAL_PASSES = 8
+
+
+def _last_resort(text: str, marker: str) -> list[tuple[int, int]]:
+    """After _MAX_REMOVAL_PASSES, one span from the first block's opening marker to the end of the
+    last marker: what joins across that single cut can hold at most one marker, never a block."""
+    spans = _block_spans(text, marker)
+    return [(spans[0][0], text.rfind(marker) + len(marker))] if spans else []
+
+
+def _cut_html(html: str, parsed: _HtmlText, spans: list[tuple[int, int]]) -> str:
+    """Cut text spans (offsets in `parsed.text`) out of the html source they were read from."""
+    text, starts, bounds, kinds = parsed
     cuts: list[tuple[int, int, str]] = []
-    for start, end in _block_spans(text, marker):
+    for start, end in spans:
         first = bisect_right(starts, start) - 1  # the piece holding the opening marker
         last = bisect_right(starts, end - 1) - 1  # the piece holding the closing one
         src_start, src_end = bounds[2 * first], bounds[2 * last + 1]
@@ -149,38 +181,70 @@ def _validated(address: str) -> str | None:
 
 
 def _cut(text: str, cuts: list[tuple[int, int, str]]) -> str:
-    """Replace each (start, end) span by its replacement, then tidy the whitespace around it."""
+    """Replace each (start, end) span by its replacement, then tidy the whitespace around it.
+
+    The text is kept as pieces with a hole (None) where each span was, so no character has to be
+    reserved as a marker: any text, whatever characters it holds, can be cut."""
     if not cuts:
         return text
-    # A private-use character absent from the text marks each cut until the tidy pass.
-    hole = next(chr(code) for code in range(0xF8FF, 0xE000, -1) if chr(code) not in text)
-    previous_ends = [0] + [end for _, end, _ in cuts]
-    kept = [text[pos:start] + hole + new for pos, (start, _, new) in zip(previous_ends, cuts)]
-    return _tidy("".join(kept) + text[previous_ends[-1] :], hole)
+    pieces: list[str | None] = []
+    pos = 0
+    for start, end, new in cuts:
+        pieces += (text[pos:start], None, new)
+        pos = end
+    pieces.append(text[pos:])
+    return _tidy(pieces)
 
 
-def _tidy(text: str, hole: str) -> str:
-    """Remove the holes: drop lines left empty, never join two words, keep other whitespace."""
+def _tidy(pieces: list[str | None]) -> str:
+    """Join the pieces, removing the holes: drop lines left empty, never join two words, keep
+    other whitespace. Only the lines that hold a hole are looked at; the rest are copied whole."""
     out: list[str] = []
-    for line in text.split("\n"):
-        if hole not in line:
-            out.append(line)
+    line: list[str | None] = []  # the line being assembled, holes included
+    for piece in pieces:
+        if piece is None:
+            line.append(None)
             continue
-        cr = "\r" if line.endswith("\r") else ""
-        parts = (line[:-1] if cr else line).split(hole)
-        if not "".join(parts).strip():
-            continue  # the line held only blocks: drop it with its line break
-        joined = parts[0]
-        for part in filter(None, parts[1:]):
-            if not joined or joined[-1] in " \t":
-                part = part.lstrip(" \t")
-            elif joined[-1].isalnum() and part[0].isalnum():
-                joined += " "
-            joined += part
-        if not parts[-1].strip():
-            joined = joined.rstrip(" \t")
-        out.append(joined + cr)
+        first_break = piece.find("\n")
+        if first_break < 0:
+            line.append(piece)
+            continue
+        line.append(piece[:first_break])
+        _close_line(line, out)
+        last_break = piece.rfind("\n")
+        if last_break > first_break:  # whole lines no hole touches: copied as they are
+            out.append(piece[first_break + 1 : last_break])
+        line = [piece[last_break + 1 :]]
+    _close_line(line, out)
     return "\n".join(out)
+
+
+def _close_line(line: list[str | None], out: list[str]) -> None:
+    """Append one assembled line to `out`, its holes removed; a line of only holes and blanks is dropped."""
+    if None not in line:
+        out.append("".join(p for p in line if p is not None))
+        return
+    parts = [""]
+    for piece in line:
+        if piece is None:
+            parts.append("")
+        else:
+            parts[-1] += piece
+    cr = ""
+    if parts[-1].endswith("\r"):
+        cr, parts[-1] = "\r", parts[-1][:-1]
+    if not "".join(parts).strip():
+        return  # the line held only blocks: drop it with its line break
+    joined = parts[0]
+    for part in filter(None, parts[1:]):
+        if not joined or joined[-1] in " \t":
+            part = part.lstrip(" \t")
+        elif joined[-1].isalnum() and part[0].isalnum():
+            joined += " "
+        joined += part
+    if not parts[-1].strip():
+        joined = joined.rstrip(" \t")
+    out.append(joined + cr)
 
 
 class _HtmlText(NamedTuple):

@@ -12,6 +12,7 @@ A message is settled only once its outcome is known:
 from __future__ import annotations
 
 import logging
+import math
 import random
 import signal
 import time
@@ -25,7 +26,7 @@ from anyio.abc import TaskGroup
 from worker.aws.clients import Clients, open_clients
 from worker.aws.sending import pace_to_account
 from worker.config import Settings
-from worker.errors import RetryableError, classify, describe
+from worker.errors import Deferred, RetryableError, classify, describe
 from worker.events import Ignored, S3ObjectRef, decode_body
 from worker.pipeline import Outcome, Pipeline
 from worker.queue.deletes import BatchDeleter
@@ -129,7 +130,13 @@ class Consumer:
             raise
         except Exception as error:
             reason = describe(error)
-            if classify(error) is RetryableError:
+            if isinstance(error, Deferred):
+                # Its turn comes no sooner than the hint; the backoff spreads a sender's waiting
+                # emails out, so they do not all come back at the moment one may go.
+                delay = min(MAX_BACKOFF_S, max(_backoff(held.receive_count), math.ceil(error.retry_after_s or 0)))
+                logger.info("sender over its budget; the email waits", extra={**log, "error": reason, "retry_in_s": delay})
+                await self._release(held, delay)
+            elif classify(error) is RetryableError:
                 hint = error.retry_after_s if isinstance(error, RetryableError) else None
                 # A hint (a lease that ends then) is a latest time to look again, not a minimum:
                 # the other handler usually finishes well before its lease ends.
@@ -149,7 +156,7 @@ class Consumer:
         try:
             outcome = await self.pipeline.process(ref)
         except Exception as error:
-            kind = "retry" if classify(error) is RetryableError else "failed"
+            kind = "deferred" if isinstance(error, Deferred) else "retry" if classify(error) is RetryableError else "failed"
             duration = time.perf_counter() - started
             logger.info(
                 "email processed",
@@ -280,7 +287,16 @@ async def serve(
     consumer = Consumer(settings, clients, on_outcome)
     # One call at start-up: pace sends to the account's max send rate across all handlers.
     await pace_to_account(clients.ses, settings.ses_api, settings.max_send_rate, consumer.pipeline.send_rate)
-    logger.info("worker started", extra={"queue_url": settings.queue_url, "concurrency": settings.concurrency})
+    if settings.any_recipient:
+        logger.warning(
+            "OPEN RELAY: SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS is *, so anyone who gets an email in can have it"
+            " sent to any address from our sender; set the domains recipients may be in",
+            extra={"allowed_recipient_domains": list(settings.allowed_recipient_domains)},
+        )
+    logger.info("worker started", extra={"queue_url": settings.queue_url, "concurrency": settings.concurrency,
+                                         "allowed_recipient_domains": list(settings.allowed_recipient_domains),
+                                         "intake_domains": list(settings.intake_domains),
+                                         "max_recipients": settings.max_recipients, "sender_rate": settings.sender_rate})
     async with anyio.create_task_group() as root:
         await root.start(consumer.deletes.run)  # deletes until the handlers have drained, then flushes
         async with anyio.create_task_group() as handlers:

@@ -90,7 +90,7 @@ async def test_clients_take_the_region_from_aws_region_alone(monkeypatch: pytest
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")  # no profile region to fall back on
     env = {"SENSORMAIL_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123/in", "SENSORMAIL_ATTACHMENTS_BUCKET": "att",
            "SENSORMAIL_SENDER": "alerts@example.com", "SENSORMAIL_FALLBACK_TOPIC_ARN": "arn:aws:sns:eu-west-1:123:f",
-           "AWS_REGION": "eu-west-1"}
+           "SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS": "example.com", "AWS_REGION": "eu-west-1"}
     async with open_clients(Settings.from_env(env)) as clients:
         regions = {clients.s3.meta.region_name, clients.sqs.meta.region_name, clients.sns.meta.region_name,
                    clients.ses.meta.region_name}

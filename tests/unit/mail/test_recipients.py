@@ -356,3 +356,61 @@ def test_property_html_reads_like_text(
     removed = remove_blocks_html(html, M)
     assert not find_recipients_in_html(removed, M).found
     assert removed.startswith("<div><p>") and removed.endswith("</p></div>")
+
+
+# --- the block cannot survive its removal (issue 13) ---------------------------------------------
+
+NESTED = ":Email_" + M + "ops@example.com" + M + "Rxers_Code:x@attacker.example" + M
+
+
+def test_a_block_formed_by_removing_a_block_is_removed_too() -> None:
+    """`:Email_` + block + `Rxers_Code:x@y` + marker: one removal joins a new, valid block."""
+    body = "Alarm on pump 2.\n" + NESTED + "\nCheck the trend."
+    visible = remove_blocks(body, M)
+    assert M not in visible and "attacker" not in visible
+    assert visible == "Alarm on pump 2.\nCheck the trend."
+    assert not find_recipients(visible, M).found
+
+
+def test_nested_blocks_are_removed_in_html_too() -> None:
+    html = "<p>Alarm on pump 2.</p><p>" + NESTED + "</p><p>Check the trend.</p>"
+    visible = remove_blocks_html(html, M)
+    assert not find_recipients_in_html(visible, M).found
+    assert "attacker" not in visible and "Check the trend." in visible and "Alarm on pump 2." in visible
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5, 51, 2001])
+def test_removal_is_a_fixed_point_however_deep_the_nesting(depth: int) -> None:
+    """Each level needs one more pass; past a few passes the rest is cut at once, so even a body
+    nested thousands of levels deep ends with no block, quickly."""
+    body = M + "a@example.com" + M
+    for n in range(depth):
+        body = ":Email_" + body + f"Rxers_Code:x{n}@attacker.example" + M
+    body = "before\n" + body + "\nafter"
+    started = time.perf_counter()
+    text, html = remove_blocks(body, M), remove_blocks_html("<p>" + body.replace("\n", "</p><p>") + "</p>", M)
+    assert time.perf_counter() - started < 5
+    assert not find_recipients(text, M).found and not find_recipients_in_html(html, M).found
+    assert text.startswith("before") and text.endswith("after")
+    assert "before" in html and "after" in html
+
+
+@given(st.lists(st.sampled_from([":Email_", "Rxers_Code:", M, "a@b.co", " ", "\n", "x", "<p>", "</p>"]), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_property_no_block_survives_removal(pieces: list[str]) -> None:
+    body = "".join(pieces)
+    assert not find_recipients(remove_blocks(body, M), M).found
+    assert not find_recipients_in_html(remove_blocks_html(body, M), M).found
+
+
+PRIVATE_USE = "".join(chr(c) for c in range(0xE000, 0xF900))  # all 6,400 of the BMP's
+
+
+@pytest.mark.parametrize("filler", [PRIVATE_USE, PRIVATE_USE[1:]])  # the issue's 6,399 and all of them
+def test_a_body_of_every_private_use_character_is_read_and_cut(filler: str) -> None:
+    """The cut once reserved an absent private-use character as its marker and raised
+    StopIteration (RuntimeError in a coroutine) when the body held all of them."""
+    body = filler + "\n" + M + "ops@example.com" + M + "\n" + filler
+    assert find_recipients(body, M).recipients == ("ops@example.com",)
+    assert remove_blocks(body, M) == filler + "\n" + filler
+    assert remove_blocks_html("<p>" + body + "</p>", M) == "<p>" + filler + "\n" + filler + "</p>"

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import dns.asyncresolver
 from aiobotocore.config import AioConfig
@@ -22,7 +21,13 @@ from worker.ops.doctor import alert_checks, dns_checks, ecs_checks, queue_checks
 from worker.ops.doctor.report import Check, brief, fail, in_area, unknown
 from worker.ops.doctor.send_test import SendTest, run_send_test
 from worker.ops.doctor.target import (
-    DoctorClients, Target, apply_pipeline_stack, apply_service_stack, bucket_notifying, queue_facts, stack_outputs,
+    DoctorClients,
+    Target,
+    apply_pipeline_stack,
+    apply_service_stack,
+    bucket_notifying,
+    queue_facts,
+    stack_outputs,
 )
 
 SERVICES = ("s3", "sqs", "sns", "ses", "sesv2", "cloudwatch", "ecs", "cloudformation", "secretsmanager")
