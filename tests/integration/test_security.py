@@ -270,3 +270,20 @@ async def test_over_budget_the_message_waits_in_the_queue_and_the_canonical_line
     assert waits and getattr(waits[0], "retry_in_s") >= 50  # hidden until the budget has room
     assert await queue_depth(aws, settings.queue_url) == 1  # still there, in flight (hidden)
     assert await queue_depth(aws, resources.dlq_url) == 0
+
+
+def test_the_smtp_stand_in_authenticates_a_device_as_ses_smtp_would() -> None:
+    """`sensormail local`'s stand-in writes the verdicts of a device on SES SMTP set up by
+    deploy/sending.yaml (Easy DKIM, custom MAIL FROM): an allowlisted device passes, a session
+    that did not authenticate does not."""
+    from email.parser import BytesHeaderParser
+
+    from worker.mail.policy import authenticated, ses_verdicts
+
+    body = b"From: Station 7 <station7@devices.example.com>\r\nSubject: x\r\n\r\nbody\r\n"
+    device = ses_headers("abc", "s7@mail.devices.example.com", "intake@mail.example.com", "192.0.2.1",
+                         device_domain="devices.example.com")
+    anonymous = ses_headers("abc", "s7@devices.example.com", "intake@mail.example.com", "192.0.2.1")
+    assert authenticated("devices.example.com", ses_verdicts(BytesHeaderParser().parsebytes(device + body))) is None
+    refused = authenticated("devices.example.com", ses_verdicts(BytesHeaderParser().parsebytes(anonymous + body)))
+    assert refused is not None and "devices.example.com" in refused

@@ -88,10 +88,11 @@ def test_recipient_allowlist_values() -> None:
     assert Settings().allowed_recipient_domains == ()  # the object's own default: nobody
 
 
-def test_against_an_emulator_an_unset_allowlist_means_any_domain() -> None:
-    """moto and LocalStack deliver nothing; `sensormail local` and the tests pass no allowlist."""
+def test_against_an_emulator_too_an_unset_allowlist_stops_start_up() -> None:
+    """No exception for emulators: `sensormail local` provisions its own list."""
     env = {k: v for k, v in GOOD.items() if k != "SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS"}
-    assert Settings.from_env({**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}).any_recipient
+    with pytest.raises(ConfigError, match="SENSORMAIL_ALLOWED_RECIPIENT_DOMAINS: required"):
+        Settings.from_env({**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:4566"})
     assert Settings.from_env({}, require_aws=False).allowed_recipient_domains == ()
 
 
