@@ -59,7 +59,8 @@ def decode_header_value(value: str | Header | None) -> str:
     if value is None:
         return ""
     try:
-        data = _FOLD_BYTES_RE.sub(b"", _raw_bytes(value))
+        # the blanks of a fold right after the colon are no content (policy.default keeps them)
+        data = _FOLD_BYTES_RE.sub(b"", _raw_bytes(value)).lstrip(b" \t\r\n")
     except Exception:  # a Header that does not even decode: as it is
         return str(value)
     out: list[str] = []
