@@ -12,8 +12,6 @@ from __future__ import annotations
 import codecs
 from functools import lru_cache
 
-import webencodings
-
 
 @lru_cache(maxsize=256)
 def codec_for(charset: str | None) -> codecs.CodecInfo | None:
@@ -27,6 +25,8 @@ def codec_for(charset: str | None) -> codecs.CodecInfo | None:
         return info if info._is_text_encoding else None
     except (LookupError, ValueError):  # unknown, or not a name at all ("utf-8\x00")
         pass
+    import webencodings  # only for names Python does not know: inspect's start-up stays as it was
+
     try:
         encoding = webencodings.lookup(name)
     except Exception:  # a label it cannot even normalise: unknown
