@@ -806,3 +806,14 @@ def test_generated_uuencode_matches_stdlib(
     raw = b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Transfer-Encoding: " + cte.encode()
     raw += b"\n\n" + body + b"--b--\n"
     assert only(assert_like_stdlib(raw, sizes))[1] == data
+
+
+def test_filenames_with_the_encoded_word_classes() -> None:
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+        b"Content-Disposition: attachment; filename=\"=?iso-8859-1?Q?Fr\xf6sche.txt?=\"\n\nx\n"
+        b"--b\nContent-Type: text/plain; name=\"=?iso-8859-2*sl?Q?Doma=BEe.txt?=\"\n\ny\n"
+        b"--b\nContent-Type: text/plain; name=\"=?ISO-8859-1?Q?a_?= =?US-ASCII?Q?b.txt?=\"\n\nz\n--b--\n"
+    )
+    leaves = assert_like_modern_stdlib(raw, [3])
+    assert [p.filename for p, _ in leaves] == ["Frösche.txt", "Domaže.txt", "a b.txt"]
