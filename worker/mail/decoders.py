@@ -35,6 +35,8 @@ _B64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _B64_JUNK: Final = bytes(sorted(set(range(256)) - set(_B64_ALPHABET)))
 _QP_MAX_WAIT: Final = 1 << 16  # longest line held back for a quoted-printable "=\r"
 _B64_FAST_MIN: Final = 4096  # shorter base64 slices take the exact path only
+_UU_MAX_LINE: Final = 1024  # a uuencoded line says at most 63 bytes (84 characters); the rest is ignored
+_UU_MAX_HOLD: Final = 1 << 16  # how far a begin line is looked for before the body passes through
 
 
 class Decoder:
@@ -154,7 +156,95 @@ class QuotedPrintableDecoder(Decoder):
         return binascii.a2b_qp(carry)
 
 
+class UUDecoder(Decoder):
+    """x-uuencode, read as the standard library's get_payload(decode=True) reads it: lines up to
+    `begin <octal mode> <name>` are skipped, each line after it decodes by its length character
+    (a line that says more than it holds is cut to what it says), `end` ends the data.
+
+    Memory stays bounded: a line is held only up to the longest a length character can ask for,
+    and what comes before the begin line only up to _UU_MAX_HOLD. Chosen differences, where the
+    standard library gives back the whole body undecoded: with no begin line in the first
+    _UU_MAX_HOLD bytes, the body passes through undecoded from there on; blank lines inside the
+    data are skipped (it calls the data truncated); a line that does not decode at all is dropped."""
+
+    def __init__(self) -> None:
+        self._line = bytearray()  # the line being read, cut at _UU_MAX_LINE
+        self._held = bytearray()  # everything before the begin line, kept in case there is none
+        self._state = "seek"  # seek (a begin line), data, done, or raw (passing through)
+
+    def feed(self, data: bytes | bytearray, start: int, end: int) -> list[bytes]:
+        if self._state == "raw":
+            return super().feed(data, start, end)
+        if self._state == "done" or start >= end:
+            return []
+        out = self._lines(data, start, end)
+        if self._state == "seek":
+            self._held += data[start:end]
+            if len(self._held) > _UU_MAX_HOLD:  # no begin line so far: not uuencoded data
+                self._state, held, self._held, self._line = "raw", bytes(self._held), bytearray(), bytearray()
+                return [held]
+        return out
+
+    def _lines(self, data: bytes | bytearray, start: int, end: int) -> list[bytes]:
+        out: list[bytes] = []
+        i = start
+        while i < end and self._state in ("seek", "data"):
+            lf, cr = data.find(b"\n", i, end), data.find(b"\r", i, end)
+            stop = min(lf if lf >= 0 else end, cr if cr >= 0 else end)
+            room = _UU_MAX_LINE - len(self._line)
+            if room > 0:
+                self._line += data[i : min(stop, i + room)]
+            if stop == end:
+                break
+            self._line_done(out)
+            i = stop + 1
+        return out
+
+    def _line_done(self, out: list[bytes]) -> None:
+        line, self._line = bytes(self._line), bytearray()
+        if self._state == "seek":
+            if line.startswith(b"begin "):
+                mode = line[6:].partition(b" ")[0]
+                try:
+                    int(mode, 8)
+                except ValueError:
+                    return
+                self._state, self._held = "data", bytearray()
+            return
+        if not line.strip(b" \t\f"):
+            return
+        if line.strip(b" \t\r\n\f") == b"end":
+            self._state = "done"
+            return
+        try:
+            out.append(binascii.a2b_uu(line))
+        except binascii.Error:
+            try:  # broken encoders pad past the length character: cut to what it announces
+                out.append(binascii.a2b_uu(line[: (((line[0] - 32) & 63) * 4 + 5) // 3]))
+            except binascii.Error:
+                pass
+
+    def flush(self) -> bytes:
+        if self._state == "seek":  # no begin line at all: the body as it is, as the stdlib does
+            held, self._held, self._line = bytes(self._held), bytearray(), bytearray()
+            return held
+        out: list[bytes] = []
+        if self._state == "data" and self._line:
+            self._line_done(out)
+        self._line = bytearray()
+        return b"".join(out)
+
+
 def decoder_for(transfer_encoding: str) -> Decoder:
     """The decoder for a lowercased Content-Transfer-Encoding; 7bit, 8bit, binary and unknown pass through."""
-    decoders: dict[str, type[Decoder]] = {"base64": Base64Decoder, "quoted-printable": QuotedPrintableDecoder}
-    return decoders.get(transfer_encoding, Decoder)()
+    return _DECODERS.get(transfer_encoding, Decoder)()
+
+
+_DECODERS: Final[dict[str, type[Decoder]]] = {
+    "base64": Base64Decoder,
+    "quoted-printable": QuotedPrintableDecoder,
+    "x-uuencode": UUDecoder,
+    "uuencode": UUDecoder,
+    "x-uue": UUDecoder,
+    "uue": UUDecoder,
+}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import binascii
 import re
-from email.header import Header, decode_header, make_header
+from email.header import Header, decode_header
 from email.message import Message
 from email.policy import default
 from typing import Final
 
+from worker.mail.charsets import decode_bytes
+
 _FOLD_RE: Final = re.compile(r"\r?\n(?=[ \t])")
+_FOLD_BYTES_RE: Final = re.compile(rb"\r?\n(?=[ \t])")
 _LINEBREAK_RE: Final = re.compile(r"[\r\n]")
 # type/subtype; then name=token or name="quoted", nothing policy.default would decode or re-read
 _PLAIN_PARAMS_RE: Final = re.compile(
@@ -17,30 +21,73 @@ _PLAIN_PARAMS_RE: Final = re.compile(
 )
 
 
-def _chunk_text(chunk: bytes | str, charset: str | None) -> str:
-    if isinstance(chunk, str):
-        return chunk
-    try:  # no charset: decode_header's raw-unicode-escape; unknown-8bit: UTF-8, as policy.default
-        return chunk.decode(charset or "raw-unicode-escape", "replace")
-    except (LookupError, ValueError):  # unknown, or not a name at all ("utf-8\x00")
-        return chunk.decode("utf-8", "replace")
+_ENCODED_WORD_RE: Final = re.compile(rb"=\?([^?\s]+)\?([QqBb])\?([^\r\n]*?)\?=")
+_BLANK_RE: Final = re.compile(rb"[ \t\r\n]*")
+
+
+def _raw_bytes(value: str | Header) -> bytes:
+    """The header's bytes: compat32 keeps 8-bit bytes as surrogates in a str, or in a Header."""
+    if isinstance(value, Header):
+        return b"".join(
+            chunk if isinstance(chunk, bytes) else chunk.encode("utf-8", "surrogateescape")
+            for chunk, _ in decode_header(value)
+        )
+    return value.encode("utf-8", "surrogateescape")
+
+
+def _word_bytes(encoding: bytes, text: bytes) -> bytes | None:
+    """An encoded word's bytes (RFC 2047 §4), or None when it does not decode."""
+    if encoding in b"Qq":
+        return binascii.a2b_qp(text, header=True)
+    text = bytes(text.translate(None, b" \t"))
+    try:
+        return binascii.a2b_base64(text + b"=" * (-len(text) % 4))
+    except binascii.Error:
+        return None
 
 
 def decode_header_value(value: str | Header | None) -> str:
-    """A header value with folds undone and RFC 2047 encoded words decoded; never raises.
-    Raw 8-bit bytes (compat32 gives them as an unknown-8bit Header) are read as UTF-8."""
-    text = ""
+    """A header value as mail clients show it; never raises.
+
+    Folds are undone (RFC 5322 §2.2.3: the line break goes, the blank after it stays). Encoded
+    words (RFC 2047) are decoded wherever they stand, with the raw 8-bit bytes some mailers
+    (Eudora) leave inside them read in the word's charset; a language after the charset
+    (RFC 2231 §5, `=?iso-8859-2*sl?Q?...?=`) is ignored; blanks between two encoded words are
+    dropped (RFC 2047 §6.2), and adjacent words of one charset are joined before decoding, so a
+    character split across them survives. Text outside encoded words, 8-bit included, is read
+    as UTF-8; an unknown charset too; a word that does not decode stays as written."""
+    if value is None:
+        return ""
     try:
-        if isinstance(value, Header):
-            value = "".join(_chunk_text(chunk, charset) for chunk, charset in decode_header(value))
-        text = _FOLD_RE.sub("", value or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        chunks = decode_header(text)
-    except Exception:  # lone surrogates, an encoded word that is not base64: as it is
-        return text or str(value or "")
-    try:
-        return str(make_header(chunks))
-    except Exception:  # an unknown charset or bad bytes: decode what can be decoded
-        return "".join(_chunk_text(chunk, charset) for chunk, charset in chunks)
+        # the blanks of a fold right after the colon are no content (policy.default keeps them)
+        data = _FOLD_BYTES_RE.sub(b"", _raw_bytes(value)).lstrip(b" \t\r\n")
+    except Exception:  # a Header that does not even decode: as it is
+        return str(value)
+    out: list[str] = []
+    pending: tuple[bytes, bytearray] | None = None  # (charset, bytes) of the words being joined
+    pos = 0
+    for word in _ENCODED_WORD_RE.finditer(data):
+        decoded = _word_bytes(word[2], word[3])
+        if decoded is None:
+            continue
+        gap = data[pos : word.start()]
+        if pending is not None and not _BLANK_RE.fullmatch(gap):
+            out.append(decode_bytes(bytes(pending[1]), pending[0].decode("ascii", "replace")))
+            pending = None
+        if pending is None:
+            out.append(gap.decode("utf-8", "replace"))
+        charset = word[1].split(b"*", 1)[0].lower()
+        if pending is not None and pending[0] != charset:
+            out.append(decode_bytes(bytes(pending[1]), pending[0].decode("ascii", "replace")))
+            pending = None
+        if pending is None:
+            pending = (charset, bytearray())
+        pending[1].extend(decoded)
+        pos = word.end()
+    if pending is not None:
+        out.append(decode_bytes(bytes(pending[1]), pending[0].decode("ascii", "replace")))
+    out.append(data[pos:].decode("utf-8", "replace"))
+    return "".join(out)
 
 
 def filename_of(msg: Message) -> str | None:
@@ -68,6 +115,9 @@ def boundary_of(msg: Message) -> bytes | None:
     boundary = msg.get_boundary()
     if boundary is None:
         return None
+    # A boundary folded inside its quotes keeps the blank after the fold (RFC 5322 §2.2.3), and
+    # its delimiter lines carry that blank: compat32 leaves the line break in, policy.default not.
+    boundary = _FOLD_RE.sub("", boundary)
     try:
         raw = boundary.encode("ascii", "surrogateescape")
     except UnicodeEncodeError:

@@ -20,9 +20,10 @@ The state machine (``_mode``); every transition happens at a line start:
 
 Chosen differences from the standard library: a lone CR ends a line only in header blocks;
 message/* parts are leaves holding the encapsulated message's bytes (transfer encoding removed,
-where feedparser would parse them); Content-Transfer-Encoding is stripped of blanks, and
-x-uuencode is passed through; base64 with one dangling character loses it (the standard library
-returns the undecoded text then); a quoted-printable ``=`` + lone CR in a line over 64 KiB, or over
+where feedparser would parse them); Content-Transfer-Encoding is stripped of blanks;
+x-uuencode is decoded as get_payload(decode=True) does, but streaming (see UUDecoder); a boundary
+folded inside its quotes is unfolded, as policy.default (not compat32) reads it; base64 with one
+dangling character loses it (the standard library returns the undecoded text then); a quoted-printable ``=`` + lone CR in a line over 64 KiB, or over
 1 KiB of blanks after ``--boundary``, is read differently; a multipart with no delimiter line in
 its first MiB raises MalformedEmail (the standard library makes it a leaf holding its preamble,
 and so does this parser below that size).

@@ -8,7 +8,6 @@ attachment on the way, so the store only has to keep bytes.
 
 from __future__ import annotations
 
-import codecs
 import logging
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import anyio
 
 from worker.config import Limits
 from worker.errors import MalformedEmail
+from worker.mail.charsets import decode_bytes
 from worker.mail.hashing import StreamHash
 from worker.mail.headers import decode_header_value
 from worker.mail.mime import Event, MessageHeaders, MimeParser, PartData, PartEnd, PartHeader, PartStart
@@ -115,14 +115,9 @@ def attachment_name(part: PartHeader, n: int) -> str:
 
 
 def decode_text(data: bytes, charset: str | None) -> str:
-    """Decode a body with its declared charset; an unknown charset or bad bytes never fail."""
-    try:
-        # Only text encodings: a charset of "zlib" or "hex" names a bytes codec, not a charset.
-        if charset and codecs.lookup(charset)._is_text_encoding:
-            return data.decode(charset, errors="replace")
-    except (LookupError, ValueError):  # unknown, or not a name at all ("utf-8\x00")
-        pass
-    return data.decode("utf-8", errors="replace")
+    """Decode a body with its declared charset (Python's names, then WHATWG's labels); an unknown
+    charset reads as UTF-8, and bad bytes never fail."""
+    return decode_bytes(data, charset)
 
 
 class _Body:
@@ -239,7 +234,17 @@ def email_or_fail(email: ReadEmail | None) -> ReadEmail:
 
 
 def _body_kind(part: PartHeader, email: ReadEmail) -> str | None:
-    if part.disposition == "attachment" or part.filename:
+    """Which body this leaf is, as mail clients (and the standard library's get_body) choose.
+
+    A leaf is an attachment when its disposition says so, or when it is not text/plain or
+    text/html. A text leaf without a name is the body of its kind unless one was chosen. A named
+    text leaf (`Content-Disposition: inline; filename=`, or `name=` with no disposition) is the body
+    only when it is the email's first text leaf, as when a sensor sends its report as `alarm.txt`;
+    after a body or an attachment it stays a file, where get_body would still take a named html
+    part that follows a plain body (the email would lose the file the sender attached)."""
+    if part.disposition == "attachment":
+        return None
+    if part.filename and (email.attachments or email.text is not None or email.html is not None):
         return None
     if part.content_type == "text/plain" and email.text is None:
         return "text"
@@ -256,7 +261,7 @@ async def _add_to_body(body: _Body, data: bytes, store: AttachmentStore, email: 
     if len(body.buffer) > body.limit:
         # Too large to keep: the whole part becomes a file too, and the body keeps its head.
         n = len(email.attachments) + 1
-        name = f"body-{n}.txt" if body.kind == "text" else f"body-{n}.html"
+        name = (body.part.filename or "").strip() or (f"body-{n}.txt" if body.kind == "text" else f"body-{n}.html")
         writer = await store.open(n, name, body.part.content_type)
         body.overflow = _Upload(n, name, body.part.content_type, writer)
         await body.overflow.write(bytes(body.buffer))

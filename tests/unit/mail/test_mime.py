@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import email.policy
 import hashlib
@@ -621,3 +622,198 @@ def test_memory_stays_bounded_on_a_50_mb_attachment() -> None:
     assert got.hexdigest() == digest.hexdigest()
     assert peak < 8 * 1024 * 1024, peak
 
+
+
+# -- real-world classes (issue 15): folded boundaries, encoded words, x-uuencode -------------------
+
+
+def assert_like_modern_stdlib(raw: bytes, sizes: Sequence[int] = (1 << 20,)) -> list[Leaf]:
+    """policy.default as the oracle, where it reads better than compat32 (a folded boundary)."""
+    _, got = ours(raw, sizes)
+    expected = stdlib_leaves(email.message_from_bytes(raw, policy=email.policy.default))
+    assert [(p.path, p.content_type) for p, _ in got] == [(path, m.get_content_type()) for path, m in expected]
+    for (part, data), (_, m) in zip(got, expected, strict=True):
+        assert part.filename == m.get_filename()
+        assert data == (m.get_payload(decode=True) or b"")
+    return got
+
+
+FOLDED = (
+    b"From: Pump Station 7 <station7@devices.example.com>\r\nSubject: alarm\r\n"
+    b"Content-Type: multipart/mixed;\r\n\tboundary=\"----=_NextPart_000_0012\r\n _01C0A1B2.C3D4E5F6\"\r\n\r\n"
+    b"This is a multi-part message in MIME format.\r\n\r\n"
+    b"------=_NextPart_000_0012 _01C0A1B2.C3D4E5F6\r\nContent-Type: text/plain\r\n\r\n"
+    b"Pump 2 alarm.\r\n:Email_Rxers_Code:ops@example.com:Email_Rxers_Code:\r\n\r\n"
+    b"------=_NextPart_000_0012 _01C0A1B2.C3D4E5F6\r\nContent-Type: text/csv; name=\"trend.csv\"\r\n"
+    b"Content-Disposition: attachment; filename=\"trend.csv\"\r\n\r\nt,v\r\n1,2\r\n"
+    b"------=_NextPart_000_0012 _01C0A1B2.C3D4E5F6--\r\n"
+)
+
+
+@pytest.mark.parametrize("sizes", [[1 << 20], [1], [7, 300]])
+def test_boundary_folded_inside_its_quotes(sizes: list[int]) -> None:
+    leaves = assert_like_modern_stdlib(FOLDED, sizes)
+    assert [(p.content_type, p.filename) for p, _ in leaves] == [("text/plain", None), ("text/csv", "trend.csv")]
+    assert leaves[0][1] == b"Pump 2 alarm.\r\n:Email_Rxers_Code:ops@example.com:Email_Rxers_Code:\r\n"
+    # the line as written, break and all, is no delimiter: only the unfolded boundary is
+    assert only(ours(FOLDED.replace(b"0012 _01", b"0012_01"))[1])[0].content_type == "multipart/mixed"
+
+
+def test_folded_boundary_of_an_inner_multipart_with_tab() -> None:
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=outer\n\n--outer\n"
+        b"Content-Type: multipart/alternative;\n boundary=\"in\n\tner\"\n\n--in\tner\nContent-Type: text/plain\n\nplain\n"
+        b"--in\tner\nContent-Type: text/html\n\n<p>html</p>\n--in\tner--\n--outer--\n"
+    )
+    leaves = assert_like_modern_stdlib(raw, [3])
+    assert [(p.path, d) for p, d in leaves] == [((0, 0), b"plain"), ((0, 1), b"<p>html</p>")]
+
+
+BCHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'()+_,-./:=?"
+
+
+@st.composite
+def folded_boundary_emails(draw: st.DrawFn) -> bytes:
+    left = draw(st.text(BCHARS, min_size=1, max_size=30))
+    right = draw(st.text(BCHARS, min_size=1, max_size=30))
+    blank = draw(st.sampled_from([" ", "\t", "  ", " \t"]))
+    eol = draw(st.sampled_from(["\r\n", "\n"]))
+    boundary = f"{left}{blank}{right}".encode()
+    head = f'Subject: folded\nContent-Type: multipart/mixed;{eol}\tboundary="{left}{eol}{blank}{right}"'.encode()
+    children = draw(st.lists(text_part() | binary_part(), min_size=1, max_size=3))
+    body = b"".join(b"--" + boundary + b"\n" + bytes(child) + b"\n" for child in children)
+    raw = head + b"\n\n" + draw(st.sampled_from([b"", b"preamble\n"])) + body + b"--" + boundary + b"--\n"
+    return crlf(raw) if eol == "\r\n" else raw
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(folded_boundary_emails(), chunk_sizes)
+def test_generated_folded_boundaries_match_modern_stdlib(raw: bytes, sizes: list[int]) -> None:
+    assume(email.message_from_bytes(raw, policy=email.policy.default).is_multipart())
+    leaves = assert_like_modern_stdlib(raw, sizes)
+    assert leaves and all(len(p.path) == 1 for p, _ in leaves)
+
+
+@st.composite
+def encoded_word_headers(draw: st.DrawFn) -> tuple[bytes, str]:
+    """A header value of encoded words (8-bit bytes left raw inside some, languages after some
+    charsets, adjacent words of different charsets) and plain text, with what it reads as."""
+    charsets = ["iso-8859-1", "windows-1252", "utf-8", "koi8-r", "iso-8859-2", "us-ascii"]
+    pieces: list[tuple[bool, bytes, str]] = []  # (is an encoded word, bytes, its text)
+    for _ in range(draw(st.integers(1, 5))):
+        if draw(st.integers(0, 3)) == 0:
+            word = draw(st.sampled_from(["Re:", "Tank", "pump-2", "(level)"]))
+            pieces.append((False, word.encode(), word))
+            continue
+        charset = draw(st.sampled_from(charsets))
+        alphabet = st.characters(codec=charset if charset != "us-ascii" else "ascii", exclude_categories=["Cc", "Cs"])
+        text = draw(st.text(alphabet, min_size=1, max_size=12))
+        data = text.encode(charset)
+        label = charset + draw(st.sampled_from(["", "", "*en", "*sl-SI"]))
+        if draw(st.booleans()):
+            encoded = base64.b64encode(data)
+            pieces.append((True, b"=?" + label.encode() + b"?B?" + encoded + b"?=", text))
+            continue
+        raw8 = draw(st.booleans())  # Eudora: 8-bit bytes as they are inside the word
+        q = b"".join(
+            bytes([c]) if (chr(c).isalnum() and c < 128) or (raw8 and c >= 128) else b"_" if c == 32 else b"=%02X" % c
+            for c in data
+        )
+        pieces.append((True, b"=?" + label.encode() + b"?Q?" + q + b"?=", text))
+    raw, expected = b"", ""
+    for i, (encoded, data, text) in enumerate(pieces):
+        if i:
+            gap = draw(st.sampled_from([b" ", b"\r\n ", b"\n\t", b"  "]))
+            raw += gap
+            if not (encoded and pieces[i - 1][0]):  # blanks between two encoded words go (RFC 2047 §6.2)
+                expected += gap.replace(b"\r", b"").replace(b"\n", b"").decode()
+        raw, expected = raw + data, expected + text
+    return raw, expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(encoded_word_headers())
+def test_generated_encoded_words_read_as_mail_clients_do(case: tuple[bytes, str]) -> None:
+    value, expected = case
+    raw = b"Subject: " + value + b"\r\n\r\n"
+    headers, _ = ours(raw)
+    assert decode_header_value(headers["subject"]) == expected
+    if not any(c >= 0x80 for c in value):  # policy.default agrees wherever it reads the bytes
+        assert str(email.message_from_bytes(raw, policy=email.policy.default)["subject"]) == expected
+
+
+def uuencode(data: bytes, line: int = 45, name: bytes = b"trend.csv") -> bytes:
+    lines = [binascii.b2a_uu(data[i : i + line]) for i in range(0, len(data), line)]
+    return b"begin 644 " + name + b"\n" + b"".join(lines) + b"`\nend\n"
+
+
+@pytest.mark.parametrize("cte", ["x-uuencode", "uuencode", "x-uue", "X-UUEncode "])
+def test_x_uuencode_is_decoded(cte: str) -> None:
+    data = bytes(range(256)) * 3
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nsee file\n--b\n"
+        b"Content-Type: application/octet-stream; name=dump.bin\nContent-Transfer-Encoding: "
+        + cte.encode() + b"\n\n" + uuencode(data, name=b"dump.bin") + b"--b--\n"
+    )
+    for sizes in ([1 << 20], [1], [5, 61]):
+        _, leaves = ours(raw, sizes)
+        assert leaves[1][1] == data
+    if cte.strip().lower() == cte:  # the stdlib only reads the exact value
+        assert_like_stdlib(raw, [3])
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"preamble text\nbegin 600 x\n#86)C\n`\nend\ntrailer\n", b"abc"),  # lines before begin skipped
+        (b"begin 644 x\r\n#86)C\r\n \r\nend\r\n", b"abc"),  # CRLF; a blank zero-length line
+        (b"begin 644 x\n#86)CXXXX\nend\n", b"abc"),  # a broken encoder's padding: cut to the length
+        (b"begin 644 x\n#86)C\n", b"abc"),  # no end line
+        (b"begin xyz x\nbegin 644 x\n#86)C\nend\n", b"abc"),  # a begin line without an octal mode
+        (b"no uuencoded data here\n", b"no uuencoded data here\n"),  # no begin line: as it is
+    ],
+)
+def test_x_uuencode_variations_like_stdlib(body: bytes, expected: bytes) -> None:
+    raw = b"Content-Transfer-Encoding: x-uuencode\n\n" + body
+    assert only(assert_like_stdlib(raw, [1]))[1] == expected
+
+
+def test_x_uuencode_chosen_differences() -> None:
+    # a blank line inside the data: skipped (the stdlib calls it truncated and gives the body undecoded)
+    raw = b"Content-Transfer-Encoding: x-uuencode\n\nbegin 644 x\n#86)C\n\n#86)C\nend\n"
+    assert only(ours(raw, [2])[1])[1] == b"abcabc"
+    # no begin line within 64 KiB: passed through undecoded from there, not held to the end
+    raw = b"Content-Transfer-Encoding: x-uuencode\n\n" + b"x" * 70_000 + b"\nbegin 644 x\n#86)C\nend\n"
+    parser = MimeParser()
+    events = parser.feed(raw[:66_000])
+    assert sum(len(e.data) for e in events if isinstance(e, PartData)) == 66_000 - 39
+    assert only(ours(raw, [4096])[1])[1] == raw[39:]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.binary(max_size=2000),
+    st.integers(1, 45),
+    st.sampled_from(["\n", "\r\n"]),
+    st.sampled_from(["x-uuencode", "uuencode", "x-uue"]),
+    st.sampled_from([b"", b"Here is the file:\n\n"]),
+    chunk_sizes,
+)
+def test_generated_uuencode_matches_stdlib(
+    data: bytes, line: int, eol: str, cte: str, preamble: bytes, sizes: list[int]
+) -> None:
+    body = (preamble + uuencode(data, line)).replace(b"\n", eol.encode())
+    raw = b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Transfer-Encoding: " + cte.encode()
+    raw += b"\n\n" + body + b"--b--\n"
+    assert only(assert_like_stdlib(raw, sizes))[1] == data
+
+
+def test_filenames_with_the_encoded_word_classes() -> None:
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+        b"Content-Disposition: attachment; filename=\"=?iso-8859-1?Q?Fr\xf6sche.txt?=\"\n\nx\n"
+        b"--b\nContent-Type: text/plain; name=\"=?iso-8859-2*sl?Q?Doma=BEe.txt?=\"\n\ny\n"
+        b"--b\nContent-Type: text/plain; name=\"=?ISO-8859-1?Q?a_?= =?US-ASCII?Q?b.txt?=\"\n\nz\n--b--\n"
+    )
+    leaves = assert_like_modern_stdlib(raw, [3])
+    assert [p.filename for p, _ in leaves] == ["Frösche.txt", "Domaže.txt", "a b.txt"]
