@@ -19,11 +19,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from worker.aws.clients import Clients, open_clients
 from worker.config import Settings
 from worker.local.emulator import Emulator, docker_answers, start_emulator
 from worker.local.provision import LocalResources, provision
+
+# Hypothesis' default deadline (200 ms an example) measures wall time: a busy machine, not the
+# code, would fail it. The per-test timeout still catches a hang.
+hypothesis_settings.register_profile("sensormail", deadline=None)
+hypothesis_settings.load_profile("sensormail")
 
 SAMPLES = Path(__file__).resolve().parent.parent / "worker" / "local" / "samples"
 

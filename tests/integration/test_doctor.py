@@ -92,7 +92,7 @@ def pipeline(resources: LocalResources, emulator: Emulator) -> Iterator[Pipeline
     inbox = sqs.create_queue(QueueName=f"{tag}-alarms-inbox")["QueueUrl"]
     inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=resources.alarms_topic_arn, Protocol="sqs", Endpoint=inbox_arn)
-    if emulator.kind == "moto":  # LocalStack Community runs no CloudWatch here (LOCALSTACK_SERVICES)
+    if emulator.kind == "moto":  # LocalStack 4.4's CloudWatch cannot parse the protocol current botocore speaks
         boto3.client("cloudwatch").put_metric_alarm(
             AlarmName=f"{tag}-oldest", Namespace="AWS/SQS", MetricName="ApproximateAgeOfOldestMessage",
             Dimensions=[{"Name": "QueueName", "Value": resources.queue_url.rsplit("/", 1)[-1]}],
@@ -308,7 +308,7 @@ async def test_alarms_topic_pending_confirmation(clients: DoctorClients, target:
 
 async def test_an_alarm_in_alarm(clients: DoctorClients, target: Target, emulator: Emulator) -> None:
     if emulator.kind == "localstack":
-        pytest.skip("LocalStack Community runs no CloudWatch in this suite (worker.local.emulator.LOCALSTACK_SERVICES)")
+        pytest.skip("LocalStack 4.4's CloudWatch cannot parse the protocol current botocore speaks (500: Missing Action)")
     cloudwatch = boto3.client("cloudwatch")
     [alarm] = [a for a in cloudwatch.describe_alarms()["MetricAlarms"]
                if a["Dimensions"][0]["Value"] == target.queue_name]
