@@ -6,6 +6,7 @@ import email
 import email.policy
 import json
 import secrets
+from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from typing import Any
 
@@ -196,3 +197,25 @@ class FlakySes:
     async def send_raw_email(self, **kwargs: Any) -> Any:
         self._maybe_fail("SendRawEmail")
         return await self.real.send_raw_email(**kwargs)
+
+
+@dataclass(frozen=True)
+class EcsService:
+    cluster: str
+    name: str
+
+    @property
+    def resource_id(self) -> str:
+        return f"service/{self.cluster}/{self.name}"
+
+
+def create_ecs_service() -> EcsService:
+    """A cluster and a two-task service on the emulator's ECS (moto: LocalStack Community has none)."""
+    import boto3
+
+    cluster, name = f"t{secrets.token_hex(4)}", "sensormail-worker"
+    ecs = boto3.client("ecs")
+    ecs.create_cluster(clusterName=cluster)
+    ecs.register_task_definition(family=cluster, containerDefinitions=[{"name": "worker", "image": "w", "memory": 512}])
+    ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=cluster, desiredCount=2)
+    return EcsService(cluster, name)

@@ -24,6 +24,7 @@ import dns.asyncresolver
 import pytest
 
 from tests.dns_stub import Records, dns_server
+from tests.helpers import EcsService, create_ecs_service
 from worker.aws.clients import Clients
 from worker.cli import main
 from worker.config import Settings
@@ -392,22 +393,11 @@ async def test_a_missing_dkim_record(clients: DoctorClients, target: Target, pip
     assert check.fix == f"publish `{missing} CNAME {pipeline.dkim_tokens[1]}.dkim.amazonses.com` (pipeline outputs DkimRecord1..3)"
 
 
-@dataclass
-class Service:
-    cluster: str
-    name: str
-
-
 @pytest.fixture
-def service(emulator: Emulator) -> Service:
+def service(emulator: Emulator) -> EcsService:
     if emulator.kind == "localstack":
         pytest.skip("LocalStack Community has no ECS")
-    cluster, name = f"t{secrets.token_hex(4)}", "sensormail-worker"
-    ecs = boto3.client("ecs")
-    ecs.create_cluster(clusterName=cluster)
-    ecs.register_task_definition(family=cluster, containerDefinitions=[{"name": "worker", "image": "w", "memory": 512}])
-    ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=cluster, desiredCount=2)
-    return Service(cluster, name)
+    return create_ecs_service()
 
 
 class EcsDetails:
@@ -441,7 +431,7 @@ SCALED_IN = {"stopCode": "ServiceSchedulerInitiated", "stoppedReason": "Scaling 
              "containers": [{"name": "worker", "exitCode": 0}]}
 
 
-async def test_ecs_service_and_stopped_tasks(clients: DoctorClients, target: Target, service: Service) -> None:
+async def test_ecs_service_and_stopped_tasks(clients: DoctorClients, target: Target, service: EcsService) -> None:
     on_service = replace(target, cluster=service.cluster, service=service.name, log_group="/sensormail/worker")
     healthy = replace(clients, ecs=EcsDetails(clients.ecs, running=2, rollout="COMPLETED", stopped=[SCALED_IN]))
     checks = await doctor(healthy, on_service)
@@ -459,7 +449,7 @@ async def test_ecs_service_and_stopped_tasks(clients: DoctorClients, target: Tar
     assert checks["stopped tasks"].fix == "read aws logs tail /sensormail/worker --since 1h"
 
 
-async def test_paused_by_the_kill_switch(clients: DoctorClients, target: Target, service: Service) -> None:
+async def test_paused_by_the_kill_switch(clients: DoctorClients, target: Target, service: EcsService) -> None:
     from worker.ops import killswitch
 
     async with open_doctor_clients(Settings(endpoint_url=os.environ["AWS_ENDPOINT_URL"], region=REGION)) as c:

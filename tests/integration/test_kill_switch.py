@@ -7,9 +7,7 @@ with a recording client, and the command line's report of a failed SES step is c
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -17,21 +15,12 @@ import boto3
 import pytest
 from aiobotocore.session import get_session
 
+from tests.helpers import EcsService, create_ecs_service
 from worker.cli import main
 from worker.local.emulator import Emulator
 from worker.ops import killswitch
 
 pytestmark = pytest.mark.anyio
-
-
-@dataclass
-class Service:
-    cluster: str
-    name: str
-
-    @property
-    def resource_id(self) -> str:
-        return f"service/{self.cluster}/{self.name}"
 
 
 class RecordingSes:
@@ -44,19 +33,15 @@ class RecordingSes:
 
 
 @pytest.fixture
-def service(emulator: Emulator) -> Service:
+def service(emulator: Emulator) -> EcsService:
     if emulator.kind == "localstack":
         pytest.skip("LocalStack Community has no ECS or Application Auto Scaling")
-    cluster, name = f"t{secrets.token_hex(4)}", "sensormail-worker"
-    ecs = boto3.client("ecs")
-    ecs.create_cluster(clusterName=cluster)
-    ecs.register_task_definition(family=cluster, containerDefinitions=[{"name": "worker", "image": "w", "memory": 512}])
-    ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=cluster, desiredCount=2)
+    service = create_ecs_service()
     boto3.client("application-autoscaling").register_scalable_target(
-        ServiceNamespace="ecs", ResourceId=f"service/{cluster}/{name}",
+        ServiceNamespace="ecs", ResourceId=service.resource_id,
         ScalableDimension="ecs:service:DesiredCount", MinCapacity=1, MaxCapacity=6,
     )
-    return Service(cluster, name)
+    return service
 
 
 @pytest.fixture
@@ -66,7 +51,7 @@ async def clients(emulator: Emulator) -> AsyncIterator[tuple[Any, Any]]:
         yield ecs, scaling
 
 
-def capacity(service: Service) -> tuple[int, int, int]:
+def capacity(service: EcsService) -> tuple[int, int, int]:
     [target] = boto3.client("application-autoscaling").describe_scalable_targets(
         ServiceNamespace="ecs", ResourceIds=[service.resource_id]
     )["ScalableTargets"]
@@ -74,13 +59,13 @@ def capacity(service: Service) -> tuple[int, int, int]:
     return target["MinCapacity"], target["MaxCapacity"], described["desiredCount"]
 
 
-def tags(service: Service) -> dict[str, str]:
+def tags(service: EcsService) -> dict[str, str]:
     ecs = boto3.client("ecs")
     [described] = ecs.describe_services(cluster=service.cluster, services=[service.name])["services"]
     return {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=described["serviceArn"])["tags"]}
 
 
-async def test_pause_stops_sending_and_scales_to_zero_resume_restores(service: Service, clients: tuple[Any, Any]) -> None:
+async def test_pause_stops_sending_and_scales_to_zero_resume_restores(service: EcsService, clients: tuple[Any, Any]) -> None:
     ecs, scaling = clients
     ses = RecordingSes()
     target = killswitch.Target("sensormail", "v2", service.cluster, service.name)
@@ -103,7 +88,7 @@ async def test_pause_stops_sending_and_scales_to_zero_resume_restores(service: S
     assert killswitch.PAUSED_TAG not in tags(service)
 
 
-async def test_resume_without_a_saved_capacity_asks_for_one(service: Service, clients: tuple[Any, Any]) -> None:
+async def test_resume_without_a_saved_capacity_asks_for_one(service: EcsService, clients: tuple[Any, Any]) -> None:
     ecs, scaling = clients
     target = killswitch.Target("sensormail", "v2", service.cluster, service.name)
     report = await killswitch.resume(RecordingSes(), ecs, scaling, target)
@@ -112,7 +97,7 @@ async def test_resume_without_a_saved_capacity_asks_for_one(service: Service, cl
     assert report.ok and capacity(service) == (0, 3, 1)
 
 
-async def test_a_failed_step_does_not_stop_the_others(service: Service, clients: tuple[Any, Any]) -> None:
+async def test_a_failed_step_does_not_stop_the_others(service: EcsService, clients: tuple[Any, Any]) -> None:
     """moto's SESv2 has no PutConfigurationSetSendingOptions: pause still scales to zero and
     reports the SES step as failed."""
     ecs, scaling = clients
@@ -124,7 +109,7 @@ async def test_a_failed_step_does_not_stop_the_others(service: Service, clients:
     assert capacity(service) == (0, 0, 0)
 
 
-async def test_the_commands(service: Service, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_the_commands(service: EcsService, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("SENSORMAIL_CONFIGURATION_SET", "sensormail")
     monkeypatch.setenv("SENSORMAIL_ECS_CLUSTER", service.cluster)
     monkeypatch.setenv("SENSORMAIL_ECS_SERVICE", service.name)
