@@ -28,25 +28,66 @@ class _TextFormatter(logging.Formatter):
         return f"{base} {extras}" if extras else base
 
 
-_SECRET_PARAMS = re.compile(r"(X-Amz-(?:Signature|Security-Token|Credential)=)[^&\s\"']+", re.IGNORECASE)
+# A pre-signed URL's secrets, written plainly (`X-Amz-Signature=...`), percent-encoded once
+# (`X-Amz-Signature%3D...`, a URL inside another URL's query) or twice (`%253D`). A value ends at
+# the next parameter (`&`, `%26`, `%2526`), a blank, a quote or markup.
+_SECRET_PARAMS = re.compile(
+    r"(X-Amz-(?:Signature|Security-Token|Credential)(?:=|%3D|%253D))(?:%(?!(?:25)?26)|[^&%\s\"'<>\\])+",
+    re.IGNORECASE,
+)
+_MARK = "x-amz-"
+_MAX_DEPTH = 20
 
 
 def redact(text: str) -> str:
     """A pre-signed URL with its signature, token and credential replaced: safe to log."""
-    return _SECRET_PARAMS.sub(r"\1REDACTED", text)
+    return _SECRET_PARAMS.sub(r"\1REDACTED", text) if _MARK in text.lower() else text
+
+
+def scrub(value: Any, depth: int = 0) -> Any:
+    """`value` with every string in it redacted: dict keys and values, list, tuple and set items,
+    at any depth. Any other object that prints a secret is replaced by its redacted text."""
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if depth >= _MAX_DEPTH:
+        return redact(repr(value))
+    if isinstance(value, dict):
+        return {scrub(k, depth + 1): scrub(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [scrub(v, depth + 1) for v in value]
+    text = str(value)
+    return redact(text) if _MARK in text.lower() else value
 
 
 class RedactingFilter(logging.Filter):
-    """No log line carries a usable pre-signed URL: not in the message, not in any field."""
+    """No log line carries a usable pre-signed URL: not in the message, not in any field (at any
+    depth), not in the traceback or the stack."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "X-Amz-" in record.msg:
+        if isinstance(record.msg, dict) and not record.args:
+            record.msg = scrub(record.msg)  # python-json-logger writes a dict message as fields
+        else:
+            if record.args or not isinstance(record.msg, str):
+                record.msg, record.args = record.getMessage(), None
             record.msg = redact(record.msg)
-        if record.args:
-            record.msg, record.args = redact(record.getMessage()), None
+        if record.exc_info:
+            # Both formatters print `exc_text` when `exc_info` is gone (python-json-logger as its
+            # `exc_info` field): the traceback is written once, here, and redacted.
+            record.exc_text = self._formatter.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         for name, value in list(record.__dict__.items()):
-            if name not in _STANDARD and isinstance(value, str) and "X-Amz-" in value:
-                setattr(record, name, redact(value))
+            if name not in _STANDARD:
+                setattr(record, name, scrub(value))
         return True
 
 
