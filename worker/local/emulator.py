@@ -13,12 +13,14 @@ import gc
 import json
 import logging
 import os
+import tempfile
 import threading
 import urllib.request
 import warnings
 from collections.abc import Iterator, MutableMapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from worker.aws.clients import endpoint_is_localstack
@@ -31,7 +33,7 @@ Kind = Literal["external", "localstack", "moto"]
 DEFAULT_LOCALSTACK_IMAGE = "localstack/localstack:4.4"
 DOCKER_SOCKET = "/var/run/docker.sock"
 # What the tests and the worker need; S3 checks signatures, so expired or tampered links are refused.
-LOCALSTACK_SERVICES = ("s3", "sqs", "sns", "ses", "secretsmanager", "cloudformation", "iam", "sts")
+LOCALSTACK_SERVICES = ("s3", "sqs", "sns", "ses", "secretsmanager", "cloudformation", "iam", "sts", "cloudwatch")
 LOCALSTACK_ENV = {"S3_SKIP_SIGNATURE_VALIDATION": "0"}
 
 
@@ -90,12 +92,17 @@ def start_emulator(env: MutableMapping[str, str], prefer: str = "auto") -> Itera
     set_emulator_defaults(env)
     external = env.get("AWS_ENDPOINT_URL")
     if external and prefer == "auto":
-        yield Emulator("localstack" if endpoint_is_localstack(external) else "external", external)
+        if not endpoint_is_localstack(external):
+            yield Emulator("external", external)
+            return
+        with cloudwatch_speaks_query(env):
+            yield Emulator("localstack", external)
         return
     if prefer == "localstack" or (prefer == "auto" and docker_answers(env)):
         with ExitStack() as stack:
             try:
                 url = stack.enter_context(_localstack(env))
+                stack.enter_context(cloudwatch_speaks_query(env))
             except Exception as error:
                 reason = _why_not_localstack(error)
                 if prefer == "localstack":
@@ -108,6 +115,38 @@ def start_emulator(env: MutableMapping[str, str], prefer: str = "auto") -> Itera
     with _moto() as url:
         env["AWS_ENDPOINT_URL"] = url
         yield Emulator("moto", url)
+
+
+@contextmanager
+def cloudwatch_speaks_query(env: MutableMapping[str, str]) -> Iterator[None]:
+    """Clients made in `env` speak CloudWatch's query protocol, the only one LocalStack 4.4 reads.
+
+    botocore picks CBOR or JSON when a service model offers them, as CloudWatch's does, and
+    LocalStack 4.4 answers those with 500 "Missing Action in request". botocore loads service
+    models from the directories in AWS_DATA_PATH before its own: a copy of its CloudWatch model that
+    offers only `query` is put there for as long as the emulator runs (processes started with
+    `env` inherit it).
+    """
+    from botocore.loaders import Loader
+
+    loader = Loader()
+    version = loader.determine_latest_version("cloudwatch", "service-2")
+    model = loader.load_service_model("cloudwatch", "service-2", version)
+    model["metadata"]["protocols"] = ["query"]
+    model["metadata"]["protocol"] = "query"
+    saved = env.get("AWS_DATA_PATH")
+    with tempfile.TemporaryDirectory(prefix="sensormail-models-") as root:
+        folder = Path(root, "cloudwatch", version)
+        folder.mkdir(parents=True)
+        (folder / "service-2.json").write_text(json.dumps(model))
+        env["AWS_DATA_PATH"] = os.pathsep.join(filter(None, (root, saved)))
+        try:
+            yield
+        finally:
+            if saved is None:
+                env.pop("AWS_DATA_PATH", None)
+            else:
+                env["AWS_DATA_PATH"] = saved
 
 
 def _why_not_localstack(error: Exception) -> str:
