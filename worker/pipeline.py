@@ -28,8 +28,8 @@ from botocore.exceptions import ClientError
 from worker.aws.clients import Clients
 from worker.aws.ledger import Claim, Ledger, LostClaim
 from worker.aws.links import S3AttachmentStore
-from worker.aws.revocation import is_revoked
 from worker.aws.ratelimit import TokenBucket
+from worker.aws.revocation import is_revoked
 from worker.aws.sending import SuppressionList, UnverifiedRecipients, sandbox_rejection
 from worker.config import Settings
 from worker.errors import Deferred, PermanentError, classify, describe
