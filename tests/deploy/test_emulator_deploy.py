@@ -204,11 +204,12 @@ def test_the_attachments_bucket_logs_to_the_access_log_bucket(pipeline: Stack, e
     assert logs == f"sensormail-access-logs-{attachments.rsplit('-', 1)[1]}"
     rules = s3.get_bucket_encryption(Bucket=logs)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    if is_moto(emulator):
-        pytest.skip("moto ignores a bucket's LoggingConfiguration and policies in templates")
-    # LocalStack 4.4's CloudFormation drops a bucket's LoggingConfiguration, as it drops the
-    # lifecycle (test_pipeline_template.py reads both from the template).
+    # Both emulators' CloudFormation drop a bucket's LoggingConfiguration (LocalStack 4.4 drops the
+    # lifecycle too; test_pipeline_template.py reads both from the template). If one learns it,
+    # this fails: check the target bucket and prefix here instead.
     assert "LoggingEnabled" not in s3.get_bucket_logging(Bucket=attachments)
+    if is_moto(emulator):
+        pytest.skip("moto ignores public access blocks and bucket policies in templates")
     assert all(s3.get_public_access_block(Bucket=logs)["PublicAccessBlockConfiguration"].values())
     policy = {s["Sid"]: s for s in json.loads(s3.get_bucket_policy(Bucket=logs)["Policy"])["Statement"]}
     delivery = policy["AllowServerAccessLogDelivery"]
