@@ -6,6 +6,11 @@
 4. send the rebuilt email through SES (50 recipients per send), or
 5. post the fallback notice to SNS when there is no usable recipient.
 Errors propagate: the consumer settles the SQS message by their class.
+
+An email whose links an operator revoked (`sensormail revoke`) is not stored or sent again when it
+comes back (a redrive, a redelivered event, a retry after a partial send): checked after the claim,
+before each send and before the fallback notice; its record is finished as `revoked` and the outcome
+is `duplicate`. Sending the rest with fresh links would undo the revocation.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from worker.aws.clients import Clients
 from worker.aws.ledger import Claim, Ledger, LostClaim
 from worker.aws.links import S3AttachmentStore
 from worker.aws.ratelimit import TokenBucket
+from worker.aws.revocation import is_revoked
 from worker.aws.sending import SuppressionList, UnverifiedRecipients, sandbox_rejection
 from worker.config import Settings
 from worker.errors import Deferred, PermanentError, classify, describe
@@ -36,6 +42,11 @@ from worker.mail.reader import Attachment, ReadEmail, read_email
 logger = logging.getLogger(__name__)
 
 OutcomeKind = Literal["sent", "fallback", "duplicate"]
+REVOKED_REASON = "links revoked by an operator: nothing stored or sent again"
+
+
+class _Revoked(Exception):
+    """The email's links were revoked while it was being processed: stop before the next send."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +129,20 @@ class Pipeline:
             logger.warning("could not release the claim", extra={"s3_key": ref.key, "error": describe(error)})
 
     async def _process_claimed(self, ref: S3ObjectRef, claim: Claim, steps: _Steps) -> Outcome:
+        try:
+            await self._stop_if_revoked(ref)  # before anything is stored
+            return await self._read_and_deliver(ref, claim, steps)
+        except _Revoked:
+            await self.ledger.finish(claim, "revoked")
+            logger.warning("links revoked: not stored or sent again", extra={"s3_key": ref.key})
+            steps.step("revoked")
+            return Outcome(kind="duplicate", ref=ref, reason=REVOKED_REASON, timings=steps.all())
+
+    async def _stop_if_revoked(self, ref: S3ObjectRef) -> None:
+        if await is_revoked(self.aws.s3, self.settings.attachments_bucket, ref.message_id):
+            raise _Revoked(ref.message_id)
+
+    async def _read_and_deliver(self, ref: S3ObjectRef, claim: Claim, steps: _Steps) -> Outcome:
         store = S3AttachmentStore(
             self.aws.s3,
             self.settings.attachments_bucket,
@@ -183,6 +208,7 @@ class Pipeline:
 
     async def _fallback(self, claim: Claim, ref: S3ObjectRef, email: ReadEmail, reason: str, rejected: tuple[str, ...]) -> None:
         await self.ledger.renew_if_needed(claim)
+        await self._stop_if_revoked(ref)
         async with self.send_window:
             await self._publish_fallback(ref, email, reason, rejected)
             await self.ledger.finish(claim, "fallback")
@@ -267,6 +293,7 @@ class Pipeline:
             if not batch:
                 continue
             await self.ledger.renew_if_needed(claim)
+            await self._stop_if_revoked(ref)
             raw = compose_email(
                 sender=self.settings.sender,
                 recipients=batch,

@@ -117,9 +117,11 @@ def with_conditions(template: dict[str, Any], values: dict[str, bool]) -> dict[s
 
     def decide(value: Any) -> Any:
         if isinstance(value, dict):
-            if "Fn::If" in value and value["Fn::If"][0] in values:
+            if "Fn::If" in value:
                 condition, yes, no = value["Fn::If"]
-                return decide(yes if values[condition] else no)
+                if condition in values:
+                    return decide(yes if values[condition] else no)
+                return {"Fn::If": [condition, decide(yes), decide(no)]}  # undecided: both branches kept
             return {k: d for k, v in value.items() if (d := decide(v)) != no_value}
         if isinstance(value, list):
             return [d for v in value if (d := decide(v)) != no_value]

@@ -12,7 +12,7 @@ import pytest
 
 from tests.deploy import cfn
 from worker.config import Settings
-from worker.ops.revoke import REVOKED_PREFIX
+from worker.aws.revocation import REVOKED_PREFIX
 
 T = cfn.load("pipeline.yaml")
 DAY = 86400
@@ -36,7 +36,7 @@ def load_module(path: Path) -> ModuleType:
 
 # ---------------------------------------------------------------- storage
 
-@pytest.mark.parametrize("bucket", ["IncomingBucket", "AttachmentsBucket"])
+@pytest.mark.parametrize("bucket", ["IncomingBucket", "AttachmentsBucket", "AccessLogsBucket"])
 def test_buckets_are_encrypted_private_and_owner_enforced(bucket: str) -> None:
     p = cfn.props(T, bucket)
     rules = p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -47,7 +47,8 @@ def test_buckets_are_encrypted_private_and_owner_enforced(bucket: str) -> None:
     assert p["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
 
 
-@pytest.mark.parametrize(("bucket", "policy"), [("IncomingBucket", "IncomingBucketPolicy"), ("AttachmentsBucket", "AttachmentsBucketPolicy")])
+@pytest.mark.parametrize(("bucket", "policy"), [("IncomingBucket", "IncomingBucketPolicy"), ("AttachmentsBucket", "AttachmentsBucketPolicy"),
+                                                ("AccessLogsBucket", "AccessLogsBucketPolicy")])
 def test_bucket_policies_refuse_plain_http(bucket: str, policy: str) -> None:
     assert cfn.props(T, policy)["Bucket"] == {"Ref": bucket}
     deny = statements(policy)["DenyInsecureTransport"]
@@ -72,11 +73,54 @@ def test_every_object_expires_after_the_retention_parameter() -> None:
     assert {r.get("Prefix") for r in attachments.values()} >= {Settings().attachments_prefix, Settings().state_prefix}
 
 
-@pytest.mark.parametrize("bucket", ["IncomingBucket", "AttachmentsBucket"])
+@pytest.mark.parametrize("bucket", ["IncomingBucket", "AttachmentsBucket", "AccessLogsBucket"])
 def test_incomplete_uploads_and_old_versions_are_cleaned_up(bucket: str) -> None:
     rules = [r for r in lifecycle(bucket).values() if "Prefix" not in r and r["Status"] == "Enabled"]
     assert any(r.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation") == 1 for r in rules)
     assert any(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") == 1 for r in rules)
+
+
+def test_every_request_to_the_attachments_bucket_is_logged_to_a_bucket_of_its_own() -> None:
+    """Was a leaked link used? Server access logs say: key, requester, remote IP, HTTP status."""
+    bucket = T["Resources"]["AttachmentsBucket"]
+    logging = bucket["Properties"]["LoggingConfiguration"]
+    assert logging["DestinationBucketName"] == {"Ref": "AccessLogsBucket"}
+    assert logging["LogFilePrefix"] == "attachments-bucket/"
+    assert logging["TargetObjectKeyFormat"] == {"PartitionedPrefix": {"PartitionDateSource": "EventTime"}}
+    assert bucket["DependsOn"] == "AccessLogsBucketPolicy"  # delivery is allowed before logging starts
+    logs = T["Resources"]["AccessLogsBucket"]
+    # Log delivery writes to SSE-S3 destinations (not SSE-KMS); the log outlives the stack.
+    [rule] = logs["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert (logs["DeletionPolicy"], logs["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert "LoggingConfiguration" not in logs["Properties"]  # no log of the log
+
+
+def test_access_logs_have_their_own_retention() -> None:
+    assert cfn.default(T, "AccessLogRetentionDays") == 365
+    assert cfn.default(T, "AccessLogRetentionDays") > cfn.default(T, "RetentionDays")
+    expire = lifecycle("AccessLogsBucket")["expire-access-logs"]
+    assert "Prefix" not in expire and expire["Status"] == "Enabled"
+    assert expire["ExpirationInDays"] == {"Ref": "AccessLogRetentionDays"}
+
+
+def test_only_s3_log_delivery_for_the_attachments_bucket_of_this_account_may_write_logs() -> None:
+    allow = statements("AccessLogsBucketPolicy")["AllowServerAccessLogDelivery"]
+    assert allow["Effect"] == "Allow" and allow["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert allow["Action"] == "s3:PutObject"
+    prefix = cfn.props(T, "AttachmentsBucket")["LoggingConfiguration"]["LogFilePrefix"]
+    assert allow["Resource"] == {"Fn::Sub": f"${{AccessLogsBucket.Arn}}/{prefix}*"}
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    template, names = allow["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    # The attachments bucket's own name, built the same way (referring to it would be a cycle).
+    assert template == "arn:${AWS::Partition}:s3:::" + cfn.props(T, "AttachmentsBucket")["BucketName"]["Fn::Sub"][0]
+    assert names == cfn.props(T, "AttachmentsBucket")["BucketName"]["Fn::Sub"][1]
+    assert not cfn.references(allow) & {"AttachmentsBucket"}
+
+
+def test_revoked_files_outlive_the_raw_emails_they_stop_from_being_resent() -> None:
+    """While an email's files are under revoked/, reprocessing it stores and sends nothing."""
+    assert cfn.default(T, "RevokedRetentionDays") >= cfn.default(T, "RetentionDays")
 
 
 def test_links_cannot_outlive_their_objects_with_the_defaults() -> None:

@@ -225,3 +225,10 @@ def test_the_mail_from_domain_aligns_with_the_device_domain() -> None:
 
     subdomain = cfn.default(TEMPLATE, "DeviceMailFromSubdomain")
     assert aligned(f"{subdomain}.devices.example.com", "devices.example.com")
+
+
+def test_the_configuration_set_delivers_only_over_tls() -> None:
+    """Links are credentials: SES must not hand the email to a recipient's server in plain text
+    (TlsPolicy OPTIONAL, the default, falls back to it when STARTTLS fails)."""
+    options = cfn.props(TEMPLATE, "ConfigurationSet")["DeliveryOptions"]
+    assert options == {"TlsPolicy": "REQUIRE"}

@@ -110,7 +110,7 @@ def test_the_defaults_pass_the_workers_validation() -> None:
         "VisibilitySeconds": str(cfn.default(cfn.load("pipeline.yaml"), "VisibilitySeconds")),
         "MailDomain": "sensors.example.com",
     }
-    params = {"SenderAddress": "alerts@sensors.example.com", "ConfigurationSetName": "", "AWS::Region": "eu-west-1",
+    params = {"SenderAddress": "alerts@sensors.example.com", "AWS::Region": "eu-west-1",
               "AllowedRecipientDomains": "example.com,example.org"}
     secret = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:signer-AbCdEf"
 
@@ -127,7 +127,7 @@ def test_the_defaults_pass_the_workers_validation() -> None:
 
     settings = Settings.from_env({name: resolve(value) for name, value in environment().items()})
     assert settings.drain_timeout_s == 25 and settings.visibility_timeout_s == 60
-    assert settings.ses_api == "v2" and settings.configuration_set is None
+    assert settings.ses_api == "v2" and settings.configuration_set == "sensormail"
     assert settings.link_expiry_s <= cfn.default(cfn.load("pipeline.yaml"), "RetentionDays") * 86400
     assert settings.signer_secret_arn == secret
     assert settings.allowed_recipient_domains == ("example.com", "example.org")
@@ -144,8 +144,11 @@ def test_task_role_grants_exactly_what_the_worker_does() -> None:
         return {"Fn::Sub": [f"arn:${{AWS::Partition}}:s3:::${{Bucket}}/{prefix}/*", {"Bucket": imported(export)}]}
 
     assert got.pop("ReadIncomingEmail") == (["s3:GetObject"], bucket_path("IncomingBucket", "incoming"))
-    assert got.pop("StoreAndLinkAttachments") == (
-        ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"], bucket_path("AttachmentsBucket", "attachments"))
+    assert got.pop("StoreAttachments") == (
+        ["s3:AbortMultipartUpload", "s3:PutObject"], bucket_path("AttachmentsBucket", "attachments"))
+    assert got.pop("PresignedLinksReadAttachments") == (["s3:GetObject"], bucket_path("AttachmentsBucket", "attachments"))
+    assert got.pop("SeeRevokedEmails") == (["s3:ListBucket"], {"Fn::Sub": [
+        "arn:${AWS::Partition}:s3:::${Bucket}", {"Bucket": imported("AttachmentsBucket")}]})
     assert got.pop("IdempotencyRecords") == (["s3:GetObject", "s3:PutObject"], bucket_path("AttachmentsBucket", "state"))
     assert got.pop("ConsumeIncomingQueue") == (
         ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"], imported("QueueArn"))
@@ -167,7 +170,8 @@ def test_task_role_grants_exactly_what_the_worker_does() -> None:
 
 def test_bucket_prefixes_are_the_workers() -> None:
     statements = policy("TaskRole")
-    for sid, prefix in (("StoreAndLinkAttachments", Settings().attachments_prefix),
+    for sid, prefix in (("StoreAttachments", Settings().attachments_prefix),
+                        ("PresignedLinksReadAttachments", Settings().attachments_prefix),
                         ("IdempotencyRecords", Settings().state_prefix)):
         assert statements[sid]["Resource"]["Fn::Sub"][0].endswith("}/" + prefix + "*")
 
@@ -259,6 +263,72 @@ def test_the_link_signer_may_only_read_attachments() -> None:
     assert statement["Resource"] == {"Fn::Sub": [
         "arn:${AWS::Partition}:s3:::${Bucket}/attachments/*", {"Bucket": imported("AttachmentsBucket")}]}
     assert "ManagedPolicyArns" not in user["Properties"] and "Groups" not in user["Properties"]
+
+
+# What S3 puts in the request context of a GET (s3:authType, s3:signatureAge in milliseconds).
+PRESIGNED_TODAY = {"s3:authType": "REST-QUERY-STRING", "s3:signatureAge": 3_600_000}
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def allows(statement: dict[str, Any], request: dict[str, Any]) -> bool:
+    """The statement's conditions on one request, as IAM evaluates them (a missing key fails)."""
+    for operator, tests in statement.get("Condition", {}).items():
+        for key, wanted in tests.items():
+            value = request.get(key)
+            if value is None:
+                return False
+            if operator == "StringEquals" and value != wanted:
+                return False
+            if operator == "NumericLessThanEquals" and not float(value) <= float(wanted):
+                return False
+            if operator not in ("StringEquals", "NumericLessThanEquals"):
+                raise AssertionError(f"operator not modelled: {operator}")
+    return True
+
+
+@pytest.mark.parametrize(("role", "sid"), [("LinkSignerUser", "SignedLinksReadAttachments"),
+                                           ("TaskRole", "PresignedLinksReadAttachments")])
+def test_the_signing_key_reads_attachments_only_through_links_at_most_seven_days_old(role: str, sid: str) -> None:
+    """Leaked, the signer's long-term key is no general S3 credential: no GetObject with an
+    Authorization header (the CLI, an SDK), no POST, no link older than S3's 7-day maximum."""
+    statement = policy(role)[sid]
+    assert statement["Action"] == "s3:GetObject"
+    assert statement["Condition"] == {"StringEquals": {"s3:authType": "REST-QUERY-STRING"},
+                                      "NumericLessThanEquals": {"s3:signatureAge": str(WEEK_MS)}}
+    assert Settings().link_expiry_s * 1000 <= WEEK_MS
+    assert allows(statement, PRESIGNED_TODAY)
+    assert allows(statement, {**PRESIGNED_TODAY, "s3:signatureAge": WEEK_MS})
+    assert not allows(statement, {**PRESIGNED_TODAY, "s3:signatureAge": WEEK_MS + 1})
+    assert not allows(statement, {"s3:authType": "REST-HEADER", "s3:signatureAge": 0})  # aws s3 cp with the key
+    assert not allows(statement, {"s3:authType": "POST", "s3:signatureAge": 0})
+    assert not allows(statement, {"s3:authType": "REST-QUERY-STRING"})  # no age: SigV2, refused
+
+
+def test_the_signer_may_not_list_the_bucket_so_a_revoked_link_says_403() -> None:
+    """S3 answers a GET of a missing key with 404 only to whoever may list the bucket."""
+    [p] = cfn.props(T, "LinkSignerUser")["Policies"]
+    actions = {a for s in p["PolicyDocument"]["Statement"] for a in as_list(s["Action"])}
+    assert actions == {"s3:GetObject"}
+    listing = policy("TaskRole")["SeeRevokedEmails"]  # the task role lists revoked/ only
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "revoked/*"}}
+
+
+# ---------------------------------------------------------------- transport
+
+def test_sends_go_through_the_sending_stacks_configuration_set_unless_told_otherwise() -> None:
+    """deploy/sending.yaml's set requires TLS; the service uses it by default, under the name that
+    stack gives it, and an empty name is the one explicit way out."""
+    sending = cfn.load("sending.yaml")
+    assert cfn.default(T, "ConfigurationSetName") == cfn.default(sending, "ConfigurationSetName") == "sensormail"
+    assert environment()["SENSORMAIL_CONFIGURATION_SET"] == {"Ref": "ConfigurationSetName"}
+    assert T["Conditions"]["HasConfigurationSet"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ConfigurationSetName"}, ""]}]}
+    assert re.fullmatch(T["Parameters"]["ConfigurationSetName"]["AllowedPattern"], "")  # the opt-out
+    assert re.fullmatch(T["Parameters"]["ConfigurationSetName"]["AllowedPattern"], "sensormail")
+    # SES authorises a send through a set against the set too: the task role names it.
+    [*_, set_arn] = policy("TaskRole")["SendAsTheSender"]["Resource"]
+    condition, arn, otherwise = set_arn["Fn::If"]
+    assert (condition, otherwise) == ("HasConfigurationSet", {"Ref": "AWS::NoValue"})
+    assert arn["Fn::Sub"].endswith(":configuration-set/${ConfigurationSetName}")
 
 
 def test_the_signer_has_two_keys_and_the_secret_holds_the_active_one() -> None:

@@ -48,7 +48,7 @@ async def test_sample_with_csv_is_sent_with_a_working_link(
     assert ":Email_Rxers_Code:" not in text and ":Email_Rxers_Code:" not in html_of(msg)
     [attachment] = outcome.attachments
     assert attachment.filename == "pump2-trend.csv"
-    assert attachment.stored.key == f"attachments/{ref.message_id}/1-pump2-trend.csv"
+    assert re.fullmatch(rf"attachments/{ref.message_id}/[0-9a-f]{{32}}/1-pump2-trend\.csv", attachment.stored.key or "")
     assert attachment.stored.url is not None and attachment.stored.url in text
     expected = attachments_of(raw)["pump2-trend.csv"]
     assert await download(attachment.stored.url) == expected

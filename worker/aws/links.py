@@ -1,6 +1,9 @@
 """Attachments in S3: safe keys, streamed (multipart) uploads, and pre-signed download links.
 
-Keys are `attachments/<ses-message-id>/<n>-<sanitised filename>`; the original name travels in
+Keys are `attachments/<ses-message-id>/<token>/<n>-<sanitised filename>`, the token 128 random bits
+drawn anew each time an email is processed: a reprocessed email (a redrive, a redelivered event)
+never writes to the keys of an earlier attempt, so links that were revoked stay dead (revoke moves
+the objects away, and nothing can put them back at the old keys). The original name travels in
 `Content-Disposition` (RFC 6266) so the download is saved under it, and as an attachment, so an
 html or svg file never renders in the bucket's origin.
 
@@ -16,6 +19,7 @@ defaults (8 MiB, 2 in flight).
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -31,6 +35,7 @@ from worker.mail.reader import AttachmentWriter, StoredFile
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_CHARS = 100
+TOKEN_BYTES = 16  # 128 bits: the part of a key nobody can guess or reproduce
 
 
 def safe_name(filename: str) -> str:
@@ -47,8 +52,18 @@ def safe_name(filename: str) -> str:
     return name
 
 
-def attachment_key(prefix: str, message_id: str, n: int, filename: str) -> str:
-    return f"{prefix}{safe_name(message_id)}/{n}-{safe_name(filename)}"
+def new_token() -> str:
+    """The random component of one processing attempt's keys (32 hex digits)."""
+    return secrets.token_hex(TOKEN_BYTES)
+
+
+def message_prefix(prefix: str, message_id: str) -> str:
+    """Where every attempt of one email stores its attachments: what revoke lists."""
+    return f"{prefix}{safe_name(message_id)}/"
+
+
+def attachment_key(prefix: str, message_id: str, token: str, n: int, filename: str) -> str:
+    return f"{message_prefix(prefix, message_id)}{safe_name(token)}/{n}-{safe_name(filename)}"
 
 
 def content_disposition(filename: str) -> str:
@@ -76,11 +91,13 @@ class S3AttachmentStore:
         part_size: int,
         parts_in_flight: int,
         signer: LinkSigner | None = None,
+        token: str | None = None,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix
         self.message_id = message_id
+        self.token = token or new_token()  # one per attempt: a retry never rewrites earlier keys
         self.expiry_s = expiry_s
         self.part_size = part_size
         self.parts_in_flight = parts_in_flight
@@ -107,7 +124,7 @@ class S3AttachmentStore:
         await group.__aexit__(None, None, None)
 
     async def open(self, n: int, filename: str, content_type: str) -> AttachmentWriter:
-        key = attachment_key(self.prefix, self.message_id, n, filename)
+        key = attachment_key(self.prefix, self.message_id, self.token, n, filename)
         return _S3Writer(self, key, filename, content_type)
 
     async def sign(self, key: str) -> StoredFile:

@@ -5,7 +5,8 @@ Expiry is read from the pre-signed URL itself (SigV4 `X-Amz-Date` + `X-Amz-Expir
 checks on refuses them with 403, which reads as expired too. A live link is asked for its first
 byte only (`Range: bytes=0-0`): the answer's headers give the type and the whole size without
 downloading the file. `sensormail revoke` moves the object away, so a link whose object is gone
-(404 NoSuchKey) is a revoked one.
+is a revoked one: the emulators, which enforce no IAM, say 404 NoSuchKey (AWS says 403
+AccessDenied to a signer that may not list the bucket; this page only runs against emulators).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ import email.policy
 
 import pytest
 
-from worker.aws.links import attachment_key, content_disposition, safe_name
+from worker.aws.links import S3AttachmentStore, attachment_key, content_disposition, message_prefix, safe_name
 
 
 @pytest.mark.parametrize(
@@ -31,8 +31,18 @@ def test_long_names_keep_their_extension() -> None:
 
 
 def test_key_cannot_escape_its_prefix() -> None:
-    key = attachment_key("attachments/", "../other", 3, "../../x/../../y.txt")
-    assert key == "attachments/other/3-y.txt"
+    key = attachment_key("attachments/", "../other", "../../t", 3, "../../x/../../y.txt")
+    assert key == "attachments/other/t/3-y.txt"
+
+
+def test_each_attempt_stores_under_a_random_token_below_the_message_prefix() -> None:
+    """A reprocessed email never writes to an earlier attempt's keys (revoked links stay dead),
+    and revoke by message id still finds every attempt under one prefix."""
+    stores = [S3AttachmentStore(None, "b", "attachments/", "m1", 60, 8, 0) for _ in range(1000)]
+    tokens = {store.token for store in stores}
+    assert len(tokens) == 1000 and all(len(t) == 32 and int(t, 16) >= 0 for t in tokens)  # 128 bits
+    key = attachment_key("attachments/", "m1", stores[0].token, 1, "a.csv")
+    assert key == f"attachments/m1/{stores[0].token}/1-a.csv" and key.startswith(message_prefix("attachments/", "m1"))
 
 
 def test_content_disposition_keeps_the_exact_name() -> None:
