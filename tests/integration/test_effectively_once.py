@@ -208,3 +208,34 @@ async def test_a_release_never_undoes_a_take_over(
     assert record["owner"] == fast.record.owner and record["lease_until"] > time.time()
     with pytest.raises(InProgressElsewhere):
         await Ledger(aws.s3, settings.attachments_bucket, owner="third").claim(ref)
+
+
+async def test_losing_the_race_to_take_over_an_expired_claim_waits_for_the_winners_lease(
+    settings: Settings, aws: Clients, resources: LocalResources, sample: Any
+) -> None:
+    """Two handlers find the same expired lease; one takes it over, the other looks again once the
+    winner's fresh lease ends, not after a growing backoff (a SIGKILLed worker's duplicated events)."""
+    ref = await put_incoming(aws, resources, sample("alarm-with-csv.eml"))
+    ledger = Ledger(aws.s3, settings.attachments_bucket, lease_s=30)
+    claim = await ledger.claim(ref)
+    expired = replace(claim.record, lease_until=time.time() - 1)
+    await aws.s3.put_object(Bucket=settings.attachments_bucket, Key=claim.key, Body=expired.to_json(), IfMatch=claim.etag)
+
+    async def claim_or_error() -> object:
+        try:
+            return await ledger.claim(ref)
+        except InProgressElsewhere as error:
+            return error
+
+    results: list[object] = []
+
+    async def one() -> None:
+        results.append(await claim_or_error())
+
+    async with anyio.create_task_group() as group:
+        for _ in range(4):
+            group.start_soon(one)
+    winners = [r for r in results if not isinstance(r, InProgressElsewhere)]
+    losers = [r for r in results if isinstance(r, InProgressElsewhere)]
+    assert len(winners) == 1 and len(losers) == 3, results
+    assert all(loser.retry_after_s is not None and 1 < loser.retry_after_s <= 31 for loser in losers)

@@ -126,7 +126,13 @@ class Ledger:
             raise InProgressElsewhere(f"{ref.uri} is being processed by {current.owner}", retry_after_s=left + 1)
         taken = replace(current, owner=owner, lease_until=time.time() + self.lease_s, attempts=current.attempts + 1)
         claim = Claim(key, etag, current)
-        await self._swap(claim, taken)
+        try:
+            await self._swap(claim, taken)
+        except LostClaim:
+            # Another handler took it over first, with a fresh lease: look again once that lease
+            # ends at the latest (the consumer's backoff is longer after a few receives).
+            raise InProgressElsewhere(f"{ref.uri} was just taken over by another handler",
+                                      retry_after_s=self.lease_s + 1) from None
         logger.info("took over an expired claim", extra={"s3_key": ref.key, "previous_owner": current.owner})
         return claim
 
