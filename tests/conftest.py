@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import boto3
 import pytest
 from hypothesis import settings as hypothesis_settings
 
@@ -59,8 +60,12 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     saved = os.environ.get("AWS_ENDPOINT_URL")
     try:
         with start_emulator(os.environ, "auto" if backend == "external" else backend) as emu:
+            # boto3's default session loaded its service models when first used; the emulator may
+            # have changed where they come from (AWS_DATA_PATH: CloudWatch on LocalStack).
+            boto3.setup_default_session()
             yield emu
     finally:
+        boto3.setup_default_session()
         if saved is None:
             os.environ.pop("AWS_ENDPOINT_URL", None)
         else:
