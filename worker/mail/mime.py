@@ -41,7 +41,7 @@ from typing import Any, Final
 
 from worker.errors import MalformedEmail
 from worker.mail.decoders import Decoder, decoder_for
-from worker.mail.headers import boundary_of, filename_of
+from worker.mail.headers import boundary_of, content_charset, filename_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +283,7 @@ class MimeParser:
                 index=self._leaves,
                 path=path,
                 content_type=msg.get_content_type(),
-                charset=msg.get_content_charset(),
+                charset=content_charset(msg),
                 disposition=msg.get_content_disposition(),
                 filename=filename_of(msg),
                 content_id=None if cid is None else str(cid).strip(),
