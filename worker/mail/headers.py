@@ -20,7 +20,10 @@ _FOLD_BYTES_RE: Final = re.compile(rb"\r?\n(?=[ \t])")
 _LINEBREAK_RE: Final = re.compile(r"[\r\n]")
 
 
-_ENCODED_WORD_RE: Final = re.compile(rb"=\?([^?\s]+)\?([QqBb])\?([^\r\n]*?)\?=")
+# The text runs to the first "?=" and never across a "=?" (the start of another word; "==?="
+# still ends a base64 word): so each
+# attempt stops at the next word, and thousands of unclosed words cost linear time, not quadratic.
+_ENCODED_WORD_RE: Final = re.compile(rb"=\?([^?\s]+)\?([QqBb])\?((?:[^?=\r\n]|=(?!\?)|=(?=\?=)|\?(?!=))*)\?=")
 _BLANK_RE: Final = re.compile(rb"[ \t\r\n]*")
 
 
@@ -106,7 +109,10 @@ def filename_of(msg: Message) -> str | None:
     try:
         for key, param in (("content-disposition", "filename"), ("content-type", "name")):
             if key in values:
-                found = get_param(_LINEBREAK_RE.sub("", values[key]), param, decode_header_value)
+                value = values[key]
+                if len(value) > MAX_VALUE_CHARS:  # before any pass over it
+                    raise OverCap(f"{len(value)} characters of parameters (at most {MAX_VALUE_CHARS})")
+                found = get_param(_LINEBREAK_RE.sub("", value), param, decode_header_value)
                 if found is not None:
                     return unquote(found).strip()
     except OverCap as cap:

@@ -70,43 +70,49 @@ def _skip_cfws(value: str, pos: int) -> int:
             pos += 1
 
 
+def _value(value: str, pos: int) -> tuple[str | None, int]:
+    """A quoted string (unescaped; an unclosed one runs to the end) or a token; None for none."""
+    if quoted := _QUOTED.match(value, pos):
+        return _ESCAPE.sub(r"\1", quoted[1]), quoted.end()
+    token = _TOKEN.match(value, pos)
+    assert token is not None  # the pattern matches the empty string
+    return token[0] or None, token.end()  # `name=` alone is no parameter
+
+
 def _sections(value: str) -> dict[str, list[_Section]]:
     """The parameters after the first `;`, by name as written, in order of first appearance."""
     if len(value) > MAX_VALUE_CHARS:
         raise OverCap(f"{len(value)} characters of parameters (at most {MAX_VALUE_CHARS})")
     found: dict[str, list[_Section]] = {}
-    head = _TO_SEMICOLON.match(value).end()  # type: ignore[union-attr]
+    head = _end_of_param(value, 0)
     if "=" in value[:head]:  # compat32's lookup reads a main value with "=" as a parameter too
-        name, _, raw = value[:head].partition("=")
-        raw = raw.strip()
-        if quoted := _QUOTED.fullmatch(raw):
-            raw = _ESCAPE.sub(r"\1", quoted[1])
-        found.setdefault(name.strip(), []).append(_Section(0, False, False, raw))
+        written, _, rest = value[:head].partition("=")
+        raw, _ = _value(rest.strip(), 0)
+        found.setdefault(written.strip(), []).append(_Section(0, False, False, raw or ""))
     pos, count, n = head, 0, len(value)
     while pos < n:
         pos = _skip_cfws(value, pos + 1)  # past the ";"
         name = _NAME.match(value, pos)
-        if name is not None:
-            pos = _skip_cfws(value, name.end())
-            if pos < n and value[pos] == "=":
-                count += 1
-                if count > MAX_PARAMS:
-                    raise OverCap(f"more than {MAX_PARAMS} parameters")
-                pos = _skip_cfws(value, pos + 1)
-                if quoted := _QUOTED.match(value, pos):
-                    raw, pos = _ESCAPE.sub(r"\1", quoted[1]), quoted.end()
-                else:
-                    token = _TOKEN.match(value, pos)
-                    raw, pos = token[0], token.end()  # type: ignore[index,union-attr]
-                    if not raw:
-                        raw = None  # type: ignore[assignment]  # `name=` alone: no parameter
-                number = int(name[2]) if name[2] is not None else 0
-                if name[2] is not None and number >= MAX_SECTIONS:
-                    raise OverCap(f"a continuation numbered {name[2]} (at most {MAX_SECTIONS - 1})")
-                if raw is not None:
-                    found.setdefault(name[1], []).append(_Section(number, name[2] is not None, bool(name[3]), raw))
-        pos = _TO_SEMICOLON.match(value, pos).end()  # type: ignore[union-attr]  # the rest is junk
+        if name is not None and (pos := _skip_cfws(value, name.end())) < n and value[pos] == "=":
+            count += 1
+            if count > MAX_PARAMS:
+                raise OverCap(f"more than {MAX_PARAMS} parameters")
+            raw, pos = _value(value, _skip_cfws(value, pos + 1))
+            # the length first: int() of thousands of digits is slow, then raises
+            number = 0 if name[2] is None else MAX_SECTIONS if len(name[2]) > 3 else int(name[2])
+            if number >= MAX_SECTIONS:
+                raise OverCap(f"a continuation numbered {name[2]} (at most {MAX_SECTIONS - 1})")
+            if raw is not None:
+                found.setdefault(name[1], []).append(_Section(number, name[2] is not None, bool(name[3]), raw))
+        pos = _end_of_param(value, pos)  # what follows a value up to the next ";" is junk
     return found
+
+
+def _end_of_param(value: str, pos: int) -> int:
+    """The next `;` outside quotes and comments, or the end."""
+    found = _TO_SEMICOLON.match(value, pos)
+    assert found is not None  # the pattern matches the empty string
+    return found.end()
 
 
 def _sanitize(text: str) -> str:
