@@ -34,7 +34,8 @@ class Limits:
 
     max_header_bytes: int = 256 * 1024
     max_depth: int = 32
-    max_parts: int = 10_000
+    max_parts: int = 2_000  # leaves, and apart from them multiparts (more than max_attachments are refused anyway)
+    max_total_header_bytes: int = 1 * MiB  # all header blocks of one email together
     max_body_bytes: int = 1 * MiB  # a text or html body larger than this is also stored as a file
     max_attachments: int = 1000
 
@@ -133,6 +134,9 @@ class Settings:
                 max_header_bytes=r.integer("SENSORMAIL_MAX_HEADER_BYTES", lim.max_header_bytes, 1024, 64 * MiB),
                 max_depth=r.integer("SENSORMAIL_MAX_DEPTH", lim.max_depth, 1, 1000),
                 max_parts=r.integer("SENSORMAIL_MAX_PARTS", lim.max_parts, 1, 1_000_000),
+                max_total_header_bytes=r.integer(
+                    "SENSORMAIL_MAX_TOTAL_HEADER_BYTES", lim.max_total_header_bytes, 1024, 64 * MiB
+                ),
                 max_body_bytes=r.integer("SENSORMAIL_MAX_BODY_BYTES", lim.max_body_bytes, 1024, 256 * MiB),
                 max_attachments=r.integer("SENSORMAIL_MAX_ATTACHMENTS", lim.max_attachments, 1, 1_000_000),
             ),

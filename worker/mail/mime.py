@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -41,7 +42,7 @@ from typing import Any, Final
 
 from worker.errors import MalformedEmail
 from worker.mail.decoders import Decoder, decoder_for
-from worker.mail.headers import boundary_of, filename_of
+from worker.mail.headers import boundary_of, content_charset, filename_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,9 @@ Event = MessageHeaders | PartStart | PartData | PartEnd
 
 _HEADERS, _BODY, _PARTS, _SKIP, _DONE = range(5)
 _HEADER_RE: Final = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")  # feedparser.headerRE
+# complete lines _HEADER_RE accepts, none starting "--": (all but the last one, the last one)
+_HEADER_LINE: Final = rb"(?!--)(?:From |[\041-\071\073-\176]*:|[\t ])[^\r\n]*(?:\r\n|\n|\r(?=[^\n]))"
+_HEADER_LINES: Final = re.compile(rb"((?:%s)*)(%s)" % (_HEADER_LINE, _HEADER_LINE))
 _MAX_BLANKS: Final = 1024  # after "--boundary"; beyond this the line is content
 _MAX_PREAMBLE: Final = 1 << 20  # kept in case the multipart never shows a delimiter line
 
@@ -93,6 +97,15 @@ def _eol_start(data: bytes | bytearray, start: int, end: int) -> int:
     if end > start and data[end - 1] in (0x0A, 0x0D):
         end -= 2 if end - 1 > start and data[end - 2 : end] == b"\r\n" else 1
     return end
+
+
+@lru_cache(maxsize=256)
+def _delimiter_lines(boundaries: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """A line break, then a line that may be a delimiter line of one of the boundaries."""
+    if not boundaries:
+        return re.compile(rb"(?!)")  # matches nothing
+    either = b"|".join(re.escape(b) for b in boundaries)
+    return re.compile(rb"\n--(?:%s)(?:--)?[ \t]{0,%d}(?:[\r\n]|\Z)" % (either, _MAX_BLANKS))
 
 
 @dataclass(slots=True)
@@ -110,14 +123,21 @@ class MimeParser:
     """Push parser: ``feed`` the raw email in chunks of any size, then ``close``; each call returns
     the events its input completed. Memory is bounded by the limits, not by the email's size."""
 
-    def __init__(self, *, max_header_bytes: int = 256 * 1024, max_depth: int = 32, max_parts: int = 10_000) -> None:
+    def __init__(
+        self, *, max_header_bytes: int = 256 * 1024, max_depth: int = 32, max_parts: int = 2_000,
+        max_total_header_bytes: int = 1024 * 1024,
+    ) -> None:
         self._limits = (max_header_bytes, max_depth, max_parts)
+        # Reading headers costs ~0.2 ms a KB (the standard library's header parser): capped per
+        # email, as are multiparts (each a header block), so no email costs more than ~0.3 s of them.
+        self._max_total_header_bytes, self._header_bytes, self._multiparts = max_total_header_bytes, 0, 0
         self._buf = bytearray()  # input not consumed yet, kept between calls
         self._data: bytes | bytearray = b""  # the input being processed: _buf, or a chunk as is
         self._pos = 0  # first unconsumed byte of _data
         self._hstart = self._hlast = self._hlines = 0  # header block: start, last line, lines
         self._stack: list[_Multipart] = []
         self._bounds: tuple[tuple[int, bytes], ...] = ()  # (level, boundary) in matching order
+        self._delimiters = _delimiter_lines(())
         self._line_start = True  # _pos is a line start not yet matched against _bounds
         self._mode, self._root_seen = _HEADERS, False
         self._path: tuple[int, ...] = ()  # of the entity whose header block is being read
@@ -158,6 +178,7 @@ class MimeParser:
         levels = [(level, part.boundary) for level, part in enumerate(self._stack)]
         # a multipart's own loop checks the outer boundaries first; inside a child, innermost first
         self._bounds = tuple(levels[-2::-1] + levels[-1:] if mode in (_PARTS, _SKIP) else reversed(levels))
+        self._delimiters = _delimiter_lines(tuple(sorted({boundary for _, boundary in self._bounds})))
 
     def _match(self, ls: int, final: bool) -> _Delim | None:
         """Is the line starting at `ls` a delimiter line of one of _bounds?"""
@@ -195,15 +216,22 @@ class MimeParser:
             if (found := self._match(pos, final)) is _NEED or found is not None:
                 return pos, None if found is _NEED else found
             self._line_start = False
+        # memchr finds a '-' far faster than a regular expression runs (base64 has none); from
+        # the first '-' on, the expression skips lines that only look like delimiters (it accepts
+        # every line _match accepts, and _match decides), so each costs no Python step.
         i = pos
-        # memchr finds a '-' far faster than a 3-byte search runs (base64 has none): search
-        # for "\n--" only from the first '-' on.
-        while (k := data.find(b"-", i)) >= 0 and (j := data.find(b"\n--", max(i, k - 1))) >= 0:
-            if (found := self._match(j + 1, final)) is _NEED:  # hold the line break: it belongs to it
+        if (k := data.find(b"-", i)) >= 0:
+            while (candidate := self._delimiters.search(data, max(i, k - 1))) is not None:
+                j = candidate.start()
+                if (found := self._match(j + 1, final)) is _NEED:  # hold the line break: it belongs to it
+                    return (j - 1 if j > pos and data[j - 1] == 0x0D else j), None
+                if found is not None:
+                    return j + 1, found
+                i = k = j + 1
+            # only the last line can be a delimiter line that more input completes
+            j = data.rfind(b"\n", pos)
+            if j >= 0 and self._match(j + 1, final) is _NEED:
                 return (j - 1 if j > pos and data[j - 1] == 0x0D else j), None
-            if found is not None:
-                return j + 1, found
-            i = j + 1
         n = hold = len(data)
         if final or n == pos:
             return n, None
@@ -221,6 +249,12 @@ class MimeParser:
                 if found is _NEED:
                     break
                 return self._end_headers(ls, ls)
+            # A run of complete header lines in one step (a line that starts "--" could be a
+            # delimiter line: it takes the step below)
+            if (run := _HEADER_LINES.match(data, ls)) is not None:
+                self._hlast, self._hlines, self._pos = run.start(2), self._hlines + (2 if run[1] else 1), run.end()
+                self._check_header_size(run.end())
+                continue
             nl = data.find(b"\n", ls)
             cr = data.find(b"\r", ls, len(data) if nl < 0 else nl)  # a lone CR ends a line too
             if cr >= 0 and cr + 1 < len(data):
@@ -252,6 +286,9 @@ class MimeParser:
                 self._data = data[:block_end] + data[body_start:]
             body_start = self._hlast
         parent = self._stack[-1] if self._stack else None
+        self._header_bytes += block_end - self._hstart
+        if self._header_bytes > self._max_total_header_bytes:
+            raise MalformedEmail(f"the email's header blocks are larger than max_total_header_bytes={self._max_total_header_bytes}")
         try:  # the standard library reading untrusted header text
             msg = BytesHeaderParser(policy=compat32).parsebytes(bytes(data[self._hstart : block_end]))
             if parent is not None and parent.digest:
@@ -270,6 +307,9 @@ class MimeParser:
             return True
         if len(self._stack) >= self._limits[1]:
             raise MalformedEmail(f"multipart nesting is deeper than max_depth={self._limits[1]}")
+        self._multiparts += 1
+        if self._multiparts > self._limits[2]:
+            raise MalformedEmail(f"the email has more than max_parts={self._limits[2]} multiparts")
         self._stack.append(_Multipart(boundary, self._path, msg, ctype == "multipart/digest"))
         self._set_mode(_PARTS)
         return True
@@ -283,7 +323,7 @@ class MimeParser:
                 index=self._leaves,
                 path=path,
                 content_type=msg.get_content_type(),
-                charset=msg.get_content_charset(),
+                charset=content_charset(msg),
                 disposition=msg.get_content_disposition(),
                 filename=filename_of(msg),
                 content_id=None if cid is None else str(cid).strip(),

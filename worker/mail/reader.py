@@ -26,6 +26,12 @@ from worker.mail.mime import Event, MessageHeaders, MimeParser, PartData, PartEn
 
 logger = logging.getLogger(__name__)
 
+# Chunks this large are parsed on a worker thread. Parsing costs ~1 ms a MiB for a normal email but
+# up to ~0.2 ms a KB for one made of headers (docs/performance.md, bench/hostile.py): a small chunk
+# stays under ~15 ms on the event loop, a larger one could hold it for hundreds of milliseconds.
+# The thread hand-off (~0.1 ms) is not worth it for small emails, which arrive as one small chunk.
+INLINE_CHUNK_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
@@ -162,7 +168,10 @@ async def read_email(
     email, and its attachments are then hashed but not stored.
     """
     parser = MimeParser(
-        max_header_bytes=limits.max_header_bytes, max_depth=limits.max_depth, max_parts=limits.max_parts
+        max_header_bytes=limits.max_header_bytes,
+        max_depth=limits.max_depth,
+        max_parts=limits.max_parts,
+        max_total_header_bytes=limits.max_total_header_bytes,
     )
     email: ReadEmail | None = None
     body: _Body | None = None
@@ -210,7 +219,10 @@ async def read_email(
     try:
         async for chunk in chunks:
             size += len(chunk)
-            await handle(parser.feed(chunk))
+            if len(chunk) < INLINE_CHUNK_BYTES:
+                await handle(parser.feed(chunk))
+            else:  # the event loop stays free while a large chunk is parsed (see INLINE_CHUNK_BYTES)
+                await handle(await anyio.to_thread.run_sync(parser.feed, chunk))
         await handle(parser.close())
     except BaseException:
         pending = upload.writer if upload else (body.overflow.writer if body and body.overflow else None)

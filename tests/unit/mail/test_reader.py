@@ -208,3 +208,28 @@ def test_a_generated_email_reads_like_stdlib() -> None:
     msg.add_attachment(b"\x00" * 10, maintype="application", subtype="octet-stream", filename="a.bin")
     report = inspect(bytes(msg))
     assert report["subject"] == "Ärger" and report["text"] == stdlib_plain(bytes(msg))
+
+
+def test_large_chunks_are_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk of header blocks costs up to ~0.3 s to parse (bench/hostile.py): on the event loop
+    it would stall every other email of the worker. Small chunks (small emails) stay on it."""
+    import threading
+
+    from tests.hostile_emails import huge_header_blocks
+    from worker.mail import reader
+    from worker.mail.mime import MimeParser
+
+    threads: list[tuple[int, bool]] = []
+    feed = MimeParser.feed
+
+    def spy(self: MimeParser, chunk: bytes) -> Any:
+        threads.append((len(chunk), threading.current_thread() is threading.main_thread()))
+        return feed(self, chunk)
+
+    monkeypatch.setattr(MimeParser, "feed", spy)
+    raw = huge_header_blocks(600_000)
+    inspect(raw, chunk=256 * 1024)
+    inspect(raw[:1000], chunk=1000)  # not an email's end, but a small chunk
+    sizes = [len(raw[i : i + 256 * 1024]) for i in range(0, len(raw), 256 * 1024)] + [1000]
+    assert threads == [(size, size < reader.INLINE_CHUNK_BYTES) for size in sizes]
+    assert [on_loop for _, on_loop in threads] == [False, False, False, True]
