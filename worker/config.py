@@ -34,10 +34,10 @@ class Limits:
 
     max_header_bytes: int = 256 * 1024
     max_depth: int = 32
-    max_parts: int = 2_000  # leaves, and apart from them multiparts (more than max_attachments are refused anyway)
-    max_total_header_bytes: int = 1 * MiB  # all header blocks of one email together
+    max_parts: int = 1_000  # leaves, and apart from them multiparts (more than max_attachments are refused anyway)
+    max_total_header_bytes: int = 256 * 1024  # all header blocks of one email together
     max_body_bytes: int = 1 * MiB  # a text or html body larger than this is also stored as a file
-    max_attachments: int = 1000
+    max_attachments: int = 500
 
 
 @dataclass(frozen=True, slots=True)

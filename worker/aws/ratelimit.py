@@ -32,8 +32,10 @@ class TokenBucket:
                 self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
             self.updated = now
             if self.tokens < tokens:
-                wait = (tokens - self.tokens) / self.rate
-                await anyio.sleep(wait)
-                self.tokens = tokens
-                self.updated = anyio.current_time()
+                await anyio.sleep((tokens - self.tokens) / self.rate)
+                # A busy event loop wakes us late: the tokens of the extra time are kept, so the
+                # next sender goes sooner and the rate over time stays the configured one.
+                now = anyio.current_time()
+                self.tokens = max(tokens, min(self.capacity, self.tokens + (now - self.updated) * self.rate))
+                self.updated = now
             self.tokens -= tokens

@@ -228,7 +228,7 @@ def test_large_chunks_are_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(MimeParser, "feed", spy)
     raw = huge_header_blocks(600_000)
-    inspect(raw, chunk=256 * 1024)
+    inspect(raw, chunk=256 * 1024, limits=Limits(max_total_header_bytes=1 << 20))
     inspect(raw[:1000], chunk=1000)  # not an email's end, but a small chunk
     sizes = [len(raw[i : i + 256 * 1024]) for i in range(0, len(raw), 256 * 1024)] + [1000]
     assert threads == [(size, size < reader.INLINE_CHUNK_BYTES) for size in sizes]
