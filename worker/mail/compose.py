@@ -80,6 +80,7 @@ def links_html(attachments: Sequence[Attachment]) -> str:
 # Between what we wrote and what the device wrote, in both parts.
 ORIGINAL_MESSAGE = "---------- Original message ----------"
 BLOCK_ID = "sensormail-links"
+SEPARATOR_ID = "sensormail-separator"
 ORIGINAL_ID = "sensormail-original"
 
 
@@ -103,7 +104,8 @@ def html_document(text: str, original_html: str | None, attachments: Sequence[At
     block = (
         f'<div id="{BLOCK_ID}" style="border:1px solid #888;padding:8px 12px;margin:0 0 12px 0;'
         f'font-family:sans-serif;font-size:14px;color:#000;background:#fff">\n{ours}</div>\n'
-        f'<p style="margin:0 0 8px 0;font-family:sans-serif;font-size:12px;color:#555">{ORIGINAL_MESSAGE}</p>\n'
+        f'<p id="{SEPARATOR_ID}" style="margin:0 0 8px 0;font-family:sans-serif;font-size:12px;color:#555">'
+        f"{ORIGINAL_MESSAGE}</p>\n"
         if ours
         else ""
     )

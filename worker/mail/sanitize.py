@@ -143,7 +143,8 @@ def sanitize_html(original: str) -> str:
 # Letters that draw nothing (Hangul fillers, the combining grapheme joiner, Khmer inherent vowels):
 # removed like format characters.
 _INVISIBLE = {"\u034f", "\u115f", "\u1160", "\u17b4", "\u17b5", "\u3164", "\uffa0"}
-_REMOVED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+# Unicode's "Other" categories: controls, format characters, surrogates, private use, unassigned.
+_REMOVED_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 MAX_COMBINING = 3  # marks on one letter: enough for any script, not for a stack drawn over other lines
 MAX_DISPLAY_CHARS = 120
 
@@ -153,7 +154,8 @@ def visible_line(value: str, limit: int) -> str:
 
     Line breaks, tabs and every space (Zs, U+2800) become one space, runs of spaces one; other
     controls, format characters (bidi overrides, isolates and marks, zero-width characters, the
-    BOM, tag characters), line and paragraph separators and invisible letters are removed;
+    BOM, tag characters), private-use and unassigned code points, line and paragraph separators
+    and invisible letters are removed;
     combining marks are kept up to `MAX_COMBINING` in a row. A longer result keeps its start and
     its end around an ellipsis, so padding cannot push an extension out of sight.
     """
