@@ -81,6 +81,7 @@ def links_html(attachments: Sequence[Attachment]) -> str:
 ORIGINAL_MESSAGE = "---------- Original message ----------"
 BLOCK_ID = "sensormail-links"
 SEPARATOR_ID = "sensormail-separator"
+TOO_MUCH_MARKUP = "The message's html has too much markup to show safely here; its text follows."
 ORIGINAL_ID = "sensormail-original"
 
 
@@ -96,10 +97,16 @@ def html_document(text: str, original_html: str | None, attachments: Sequence[At
     """The html part: a document of ours with our block first, then the original in its own element.
 
     The original is sanitised (worker/mail/sanitize.py), whose output is balanced: it cannot close
-    the element around it, and its styles cannot take anything out of it. `overflow:auto` clips
+    the element around it (an original with more markup than the sanitiser takes is shown as its
+    text, with a note), and its styles cannot take anything out of it. `overflow:auto` clips
     what might still be drawn outside (and scrolls a wide table) and, as a new block formatting
     context, keeps the original's margins from collapsing through it.
     """
+    inner = sanitize_html(original_html) if original_html is not None else None
+    if original_html is not None and inner is None:
+        note = " ".join(filter(None, (note, TOO_MUCH_MARKUP)))
+    if inner is None:
+        inner = f'<pre style="white-space:pre-wrap;margin:0">{html.escape(text)}</pre>'
     ours = (f"<p style=\"margin:0 0 8px 0\">{html.escape(note)}</p>\n" if note else "") + links_html(attachments)
     block = (
         f'<div id="{BLOCK_ID}" style="border:1px solid #888;padding:8px 12px;margin:0 0 12px 0;'
@@ -109,10 +116,6 @@ def html_document(text: str, original_html: str | None, attachments: Sequence[At
         if ours
         else ""
     )
-    if original_html is None:
-        inner = f'<pre style="white-space:pre-wrap;margin:0">{html.escape(text)}</pre>'
-    else:
-        inner = sanitize_html(original_html)
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<body style="margin:8px">\n'
         f'{block}<div id="{ORIGINAL_ID}" style="overflow:auto">\n{inner}\n</div>\n</body></html>\n'
