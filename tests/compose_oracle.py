@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate
 
-from worker.mail.compose import _clean_header, _html_body, links_html, links_text
+from worker.mail.compose import _clean_header, html_document, plain_body
 from worker.mail.reader import Attachment
 
 
@@ -24,9 +24,8 @@ def compose_with_email_message(
     msg["Date"] = formatdate(usegmt=True)
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Sensormail-Source"] = _clean_header(source_id)
-    prefix = f"{note}\n\n" if note else ""
-    plain = prefix + text.rstrip() + "\n" + links_text(attachments)
-    rich = _html_body(prefix + text, html_body, links_html(attachments))
+    plain = plain_body(text, attachments, note)
+    rich = html_document(text, html_body, attachments, note)
     msg.set_content(plain, cte="quoted-printable")
     msg.add_alternative(rich, subtype="html", cte="quoted-printable")
     return msg.as_bytes()

@@ -67,12 +67,17 @@ def attachment_key(prefix: str, message_id: str, token: str, n: int, filename: s
 
 
 def content_disposition(filename: str) -> str:
-    """RFC 6266 `attachment` with an ASCII fallback and the exact name as RFC 5987 `filename*`."""
-    clean = "".join(c if c.isprintable() else "_" for c in filename) or "attachment"
-    fallback = "".join(c if c.isascii() and c not in '"\\' else "_" for c in clean)
+    """RFC 6266 `attachment` with an ASCII fallback and the exact name as RFC 5987 `filename*`.
+
+    The exact name, controls and bidi characters included, is percent-encoded (nothing but
+    unreserved ASCII is left as it is), so it cannot end the header or start another; browsers
+    clean a name for their file system when they save it. The quoted fallback is printable ASCII.
+    """
+    name = filename or "attachment"
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
     # filename* first: RFC 6266 readers prefer it anyway, and first-match parsers (Python's
     # email package among them) then get the exact name too.
-    return f"attachment; filename*=UTF-8''{quote(clean, safe='')}; filename=\"{fallback}\""
+    return f"attachment; filename*=UTF-8''{quote(name, safe='')}; filename=\"{fallback}\""
 
 
 class S3AttachmentStore:

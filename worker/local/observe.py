@@ -23,9 +23,11 @@ from worker.errors import WorkerError
 from worker.events import S3ObjectRef, decode_body
 from worker.local.emulator import Emulator, sent_emails
 from worker.local.provision import LocalResources
+from worker.mail.compose import ORIGINAL_MESSAGE
 
-# The link list of the outgoing text part (worker/mail/compose.py: links_text).
 DLQ_PEEK_VISIBILITY_S = 10
+# The link list of the outgoing text part (worker/mail/compose.py: links_text), read only above the
+# "Original message" line: lines below it are the device's and could look like links.
 _LINK_RE = re.compile(r"^- (?P<name>.+) \((?P<size>[^,]+), SHA-256 (?P<sha>[0-9a-f]{64})\)\n  (?P<url>\S+)$", re.M)
 
 
@@ -52,6 +54,8 @@ def read_sent(raw: str) -> Handled:
     assert isinstance(msg, EmailMessage)
     body = msg.get_body(("plain",))
     text = str(body.get_content()).replace("\r\n", "\n") if body is not None else ""
+    ours, separator, _ = text.partition(f"\n{ORIGINAL_MESSAGE}\n")
+    text = ours if separator else ""
     return Handled(
         kind="sent",
         subject=str(msg["Subject"] or ""),

@@ -1,7 +1,10 @@
 """The outgoing email and the fallback notice, built from what was read; no I/O.
 
 The email is `multipart/alternative` (text, html) from the configured sender, with the original
-subject, the original body less the recipient block, and one link per stored attachment. Both
+subject. Both parts put what we wrote first (a note, the list of links to the stored attachments,
+names through `display_name`) and the device's body after it, under an "Original message" line.
+The html part is a document of ours: our block, then the original html, sanitised
+(worker/mail/sanitize.py), in an element of its own that it cannot close, hide or cover. Both
 parts are quoted-printable, so a long pre-signed URL is never sent raw past 998 characters.
 """
 
@@ -19,6 +22,7 @@ from email.utils import format_datetime
 from functools import lru_cache
 
 from worker.mail.reader import Attachment
+from worker.mail.sanitize import display_name, sanitize_html
 
 EXCERPT_CHARS = 500
 # SNS accepts up to 256 KiB per message; keep a margin for the envelope.
@@ -44,11 +48,12 @@ def _clean_header(value: str) -> str:
 
 
 def links_text(attachments: Sequence[Attachment]) -> str:
+    """Our link list in the text part; each name is one visible line (`display_name`)."""
     if not attachments:
         return ""
-    lines = ["", "", f"Attachments ({len(attachments)}):"]
+    lines = [f"Attachments ({len(attachments)}):"]
     for a in attachments:
-        lines.append(f"- {a.filename} ({human_size(a.size)}, SHA-256 {a.sha256})")
+        lines.append(f"- {display_name(a.filename)} ({human_size(a.size)}, SHA-256 {a.sha256})")
         lines.append(f"  {a.stored.url or '(not stored)'}")
         lines.append(f"  link valid until {_when(a.stored.expires_at)}")
     return "\n".join(lines) + "\n"
@@ -59,24 +64,62 @@ def links_html(attachments: Sequence[Attachment]) -> str:
         return ""
     items = []
     for a in attachments:
-        name = html.escape(a.filename)
+        name = html.escape(display_name(a.filename))
         link = f'<a href="{html.escape(a.stored.url, quote=True)}">{name}</a>' if a.stored.url else name
         items.append(
             f"<li>{link} ({html.escape(human_size(a.size))}, SHA-256 <code>{a.sha256}</code>,"
             f" link valid until {html.escape(_when(a.stored.expires_at))})</li>"
         )
-    return f"<h3>Attachments ({len(attachments)})</h3>\n<ul>\n" + "\n".join(items) + "\n</ul>\n"
+    return (
+        f'<h3 style="margin:0 0 8px 0">Attachments ({len(attachments)})</h3>\n<ul style="margin:0">\n'
+        + "\n".join(items)
+        + "\n</ul>\n"
+    )
 
 
-def _html_body(text: str, original_html: str | None, links: str) -> str:
-    if original_html is None:
-        escaped = html.escape(text)
-        return f'<!DOCTYPE html>\n<html><body>\n<pre style="white-space: pre-wrap">{escaped}</pre>\n{links}</body></html>\n'
-    lowered = original_html.lower()
-    at = lowered.rfind("</body>")
-    if at == -1:
-        return original_html + "\n" + links
-    return original_html[:at] + links + original_html[at:]
+# Between what we wrote and what the device wrote, in both parts.
+ORIGINAL_MESSAGE = "---------- Original message ----------"
+BLOCK_ID = "sensormail-links"
+SEPARATOR_ID = "sensormail-separator"
+TOO_MUCH_MARKUP = "The message's html has too much markup to show safely here; its text follows."
+ORIGINAL_ID = "sensormail-original"
+
+
+def plain_body(text: str, attachments: Sequence[Attachment], note: str | None) -> str:
+    """The text part: our note and link list first, then the original text under a separator line."""
+    ours = "\n".join(piece for piece in (f"{note}\n" if note else "", links_text(attachments)) if piece)
+    if not ours:
+        return text.rstrip() + "\n"
+    return f"{ours}\n{ORIGINAL_MESSAGE}\n\n{text.rstrip()}\n"
+
+
+def html_document(text: str, original_html: str | None, attachments: Sequence[Attachment], note: str | None) -> str:
+    """The html part: a document of ours with our block first, then the original in its own element.
+
+    The original is sanitised (worker/mail/sanitize.py), whose output is balanced: it cannot close
+    the element around it (an original with more markup than the sanitiser takes is shown as its
+    text, with a note), and its styles cannot take anything out of it. `overflow:auto` clips
+    what might still be drawn outside (and scrolls a wide table) and, as a new block formatting
+    context, keeps the original's margins from collapsing through it.
+    """
+    inner = sanitize_html(original_html) if original_html is not None else None
+    if original_html is not None and inner is None:
+        note = " ".join(filter(None, (note, TOO_MUCH_MARKUP)))
+    if inner is None:
+        inner = f'<pre style="white-space:pre-wrap;margin:0">{html.escape(text)}</pre>'
+    ours = (f"<p style=\"margin:0 0 8px 0\">{html.escape(note)}</p>\n" if note else "") + links_html(attachments)
+    block = (
+        f'<div id="{BLOCK_ID}" style="border:1px solid #888;padding:8px 12px;margin:0 0 12px 0;'
+        f'font-family:sans-serif;font-size:14px;color:#000;background:#fff">\n{ours}</div>\n'
+        f'<p id="{SEPARATOR_ID}" style="margin:0 0 8px 0;font-family:sans-serif;font-size:12px;color:#555">'
+        f"{ORIGINAL_MESSAGE}</p>\n"
+        if ours
+        else ""
+    )
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<body style="margin:8px">\n'
+        f'{block}<div id="{ORIGINAL_ID}" style="overflow:auto">\n{inner}\n</div>\n</body></html>\n'
+    )
 
 
 _CRLF = "\r\n"
@@ -183,9 +226,8 @@ def compose_email(
     tests/compose_oracle.py keeps that way as the oracle: the standard library reads the same
     from both.
     """
-    prefix = f"{note}\n\n" if note else ""
-    plain = prefix + text.rstrip() + "\n" + links_text(attachments)
-    rich = _html_body(prefix + text, html_body, links_html(attachments))
+    plain = plain_body(text, attachments, note)
+    rich = html_document(text, html_body, attachments, note)
     # Quoted-printable writes every "=" of the text as "=3D", and "=" otherwise only before two hex
     # digits or at the end of a line: no body line can contain "=_", so a boundary beginning with
     # "=_" cannot occur inside a part whatever the text says. The random rest keeps it apart

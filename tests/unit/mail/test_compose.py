@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from tests.compose_oracle import compose_with_email_message
 from worker.mail.compose import (
     MAX_NOTICE_BYTES,
+    ORIGINAL_MESSAGE,
     _clean_header,
     compose_email,
     fallback_notice,
@@ -93,11 +94,12 @@ def test_names_and_body_are_escaped_in_html() -> None:
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;.csv" in html
 
 
-def test_original_html_is_kept_and_links_go_before_body_end() -> None:
+def test_original_html_is_kept_after_our_link_block() -> None:
     raw = build(html_body="<html><body><p>Motion at <b>gate 3</b></p></body></html>")
     html = parse(raw).get_body(("html",)).get_content()  # type: ignore[union-attr]
-    assert "<p>Motion at <b>gate 3</b></p>" in html
-    assert html.index("Attachments (1)") < html.index("</body>")
+    assert html.startswith("<!DOCTYPE html>")
+    assert html.index('<div id="sensormail-links"') < html.index("Attachments (1)") < html.index(
+        '<div id="sensormail-original"') < html.index("<p>Motion at <b>gate 3</b></p>")
 
 
 def test_header_injection_through_subject_is_neutralised() -> None:
@@ -206,7 +208,8 @@ def test_body_lines_that_look_like_mime_or_smtp_read_back_unchanged(monkeypatch:
     msg = parse(raw)
     assert len(list(msg.iter_parts())) == 2
     plain = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
-    assert plain.startswith(text.rstrip() + "\n\n\nAttachments (1):")
+    assert plain.startswith("Attachments (1):\n- trend.csv")
+    assert plain.endswith(f"\n\n{ORIGINAL_MESSAGE}\n\n{text.rstrip()}\n")
     assert f"<p>--{boundary}</p>\n.\n" in msg.get_body(("html",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
 
 
