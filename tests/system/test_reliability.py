@@ -77,7 +77,9 @@ async def test_sigkill_at_random_points_loses_nothing_and_duplicates_at_most_one
     settings: Settings, aws: Clients, resources: LocalResources, emulator: Emulator
 ) -> None:
     rng = random.Random(int(os.environ.get("SENSORMAIL_CHAOS_SEED", "7")))
-    emails, kills = 100, 4
+    # LocalStack's SES reports the sandbox's quota, 1 send a second, and the worker keeps to it:
+    # 100 emails would take 90 s there to show what 40 show.
+    emails, kills = (40 if emulator.kind == "localstack" else 100), 4
     with_recipients = {n: n % 10 != 0 for n in range(emails)}
     refs = [await put_incoming(aws, resources, small_email(n, with_recipients[n])) for n in range(emails)]
     for ref in rng.sample(refs, 20):  # S3 may notify twice for one object
