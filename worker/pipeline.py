@@ -9,7 +9,7 @@ Errors propagate: the consumer settles the SQS message by their class.
 
 An email whose links an operator revoked (`sensormail revoke`) is not stored or sent again when it
 comes back (a redrive, a redelivered event, a retry after a partial send): checked after the claim,
-before each send and before the fallback notice; its record is finished as `revoked` and the outcome
+before each further send and before the fallback notice; its record is finished as `revoked` and the outcome
 is `duplicate`. Sending the rest with fresh links would undo the revocation.
 """
 
@@ -299,6 +299,7 @@ class Pipeline:
             else None
         )
         batches = rcpt.batches(to)
+        sent_now = False
         for n, batch in enumerate(batches):
             if n in claim.record.sent_batches:  # sent by an earlier attempt
                 continue
@@ -308,7 +309,8 @@ class Pipeline:
             if not batch:
                 continue
             await self.ledger.renew_if_needed(claim)
-            await self._stop_if_revoked(ref)
+            if sent_now:  # the check after the claim covers the first send; each is an S3 call
+                await self._stop_if_revoked(ref)
             raw = await on_bodies(email, partial(
                 compose_email,
                 sender=self.settings.sender,
@@ -325,6 +327,7 @@ class Pipeline:
                 ses_id = await self._send_raw(raw, batch)
                 # Until this write lands, a crash would send the batch again: nothing in between.
                 await self.ledger.record_send(claim, n, ses_id, last=n == len(batches) - 1)
+            sent_now = True
         await self.ledger.finish(claim, "sent")
         return claim.record.ses_message_ids
 
