@@ -9,8 +9,8 @@ Errors propagate: the consumer settles the SQS message by their class.
 
 An email whose links an operator revoked (`sensormail revoke`) is not stored or sent again when it
 comes back (a redrive, a redelivered event, a retry after a partial send): checked after the claim,
-before each further send and before the fallback notice; its record is finished as `revoked` and the outcome
-is `duplicate`. Sending the rest with fresh links would undo the revocation.
+before each further send and before the fallback notice; its record is finished as `revoked` and
+the outcome is `duplicate`. Sending the rest with fresh links would undo the revocation.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ T = TypeVar("T")
 async def on_bodies(email: ReadEmail, work: Callable[[], T]) -> T:
     """Pure work on the email's bodies (recipients, blocks removed, the email composed): on a
     thread when the bodies are large, so the event loop stays free for the other emails. Reading
-    1 MiB of html as text costs ~0.2 s a pass (the standard library's HTMLParser); small bodies
-    stay on the loop, where the hand-off would cost more than the work."""
+    1 MiB of html as text costs ~0.2 s a pass (`recipients._parse_html`); small bodies stay on
+    the loop, where the hand-off would cost more than the work."""
     size = len(email.text or "") + len(email.html or "")
     if size < INLINE_CHUNK_BYTES:
         return work()
@@ -171,7 +171,8 @@ class Pipeline:
         async with store:  # part uploads overlap the reading; an email that fails cancels its own
             email = await read_email(self._raw_chunks(ref), store, self.settings.limits, self._screen)
         steps.step("read_and_store")
-        found = await on_bodies(email, partial(rcpt.choose_recipients, email.text, email.html, self.settings.recipient_marker))
+        marker = self.settings.recipient_marker
+        found = await on_bodies(email, partial(rcpt.choose_recipients, email.text, email.html, marker))
         decision = decide_recipients(
             found.block.recipients,
             allowed_domains=self.settings.allowed_recipient_domains,

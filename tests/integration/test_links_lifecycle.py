@@ -18,7 +18,8 @@ from worker.aws.signing import EXPIRY_MARGIN_S, LinkSigner
 from worker.config import Settings
 from worker.local.emulator import Emulator
 from worker.local.provision import LocalResources
-from worker.ops.revoke import REVOKED_PREFIX, revoke
+from worker.aws.revocation import REVOKED_PREFIX
+from worker.ops.revoke import revoke
 from worker.pipeline import Pipeline
 
 pytestmark = pytest.mark.anyio

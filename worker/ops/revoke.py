@@ -16,9 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from worker.aws.links import message_prefix
-from worker.aws.revocation import REVOKED_PREFIX, revoked_key
-
-__all__ = ["REVOKED_PREFIX", "revoke"]
+from worker.aws.revocation import revoked_key
 
 
 async def revoke(s3: Any, bucket: str, attachments_prefix: str, *, message_id: str | None = None, key: str | None = None) -> list[str]:
